@@ -1,0 +1,30 @@
+//! The `GracefulPolicy` API (`graceful.dev/v1alpha1`) and the well-known keys graceful
+//! reads and writes on other objects.
+
+mod policy;
+mod status;
+
+pub use policy::{
+    Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction, Readiness,
+};
+pub use status::{
+    GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts,
+};
+
+/// Annotation on a pod, its template or an owning workload that names the governing
+/// policy (or opts out with [`OPT_OUT`]); also the label graceful puts on governed pods,
+/// so that the reconciler can watch exactly those.
+pub const POLICY_KEY: &str = "graceful.dev/policy";
+
+/// The value of [`POLICY_KEY`] that opts a workload out of every policy.
+pub const OPT_OUT: &str = "false";
+
+/// Annotation graceful writes on a mutated pod: what it changed, from what, under which
+/// drain settings (a JSON [`crate::mutate::ChangeRecord`]).
+pub const APPLIED_ANNOTATION: &str = "graceful.dev/applied";
+
+/// The CustomResourceDefinition of `GracefulPolicy` as YAML, exactly as `crds/` holds it.
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    use kube::CustomResourceExt;
+    serde_yaml_ng::to_string(&GracefulPolicy::crd())
+}

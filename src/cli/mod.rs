@@ -1,0 +1,39 @@
+//! The `graceful` command line.
+
+mod mutate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "graceful", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the GracefulPolicy CustomResourceDefinition (the content of crds/).
+    Crd,
+    /// Show what graceful does to the pods of a manifest, offline.
+    Mutate(mutate::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => crate::api::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(anyhow::Error::from),
+        Command::Mutate(args) => mutate::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("graceful: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

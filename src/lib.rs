@@ -1,0 +1,11 @@
+//! graceful: a Kubernetes admission webhook and operator that makes pods shut down
+//! without dropping requests, and names the ones that still do not.
+//!
+//! Pure decisions live in [`api`], [`resolve`], [`mutate`] and [`manifest`]; the
+//! command line in [`cli`] is a thin edge around them.
+
+pub mod api;
+pub mod cli;
+pub mod manifest;
+pub mod mutate;
+pub mod resolve;

@@ -1,0 +1,280 @@
+//! Reading Kubernetes manifests offline: the documents of a YAML or JSON file, the pod
+//! template inside each workload, and the GracefulPolicies among them. Pure: text in,
+//! values out; errors name the document and the field.
+
+use json_patch::jsonptr::PointerBuf;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{GracefulPolicy, POLICY_KEY};
+use crate::mutate::PodView;
+use crate::resolve::{Owner, Source};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("document {document}: not valid YAML or JSON: {source}")]
+    Syntax {
+        document: usize,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("document {document} ({object}): {field}: {message}")]
+    Field {
+        document: usize,
+        object: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// The documents of a file, numbered from 1; `kind: List` is expanded into its items
+/// (which keep the number of their list) and empty documents are skipped.
+pub fn documents(text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
+    let mut out = Vec::new();
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let number = index + 1;
+        let value = Value::deserialize(document).map_err(|source| ManifestError::Syntax {
+            document: number,
+            source,
+        })?;
+        match value {
+            Value::Null => {}
+            Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
+                let items = map.get("items").and_then(Value::as_array);
+                out.extend(
+                    items
+                        .into_iter()
+                        .flatten()
+                        .map(|item| (number, item.clone())),
+                );
+            }
+            other => out.push((number, other)),
+        }
+    }
+    Ok(out)
+}
+
+/// A workload and the pod template it creates pods from.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub source: Source,
+    pub namespace: String,
+    /// Where the pod (template) sits in the document.
+    pub root: PointerBuf,
+    pub pod: PodView,
+    /// The objects between the pod and the workload, nearest first, with their
+    /// `graceful.dev/policy` annotations.
+    pub owners: Vec<Owner>,
+}
+
+/// Where the pod template sits in each kind that creates pods; the empty path for a Pod.
+fn template_root(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "Pod" => &[],
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job" => &["spec", "template"],
+        "PodTemplate" => &["template"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template"],
+        _ => return None,
+    })
+}
+
+/// The namespace the apiserver would put an object without one in.
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// The workload in a document, or `None` for a document of a kind that has no pods.
+pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, ManifestError> {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(root_tokens) = template_root(kind) else {
+        return Ok(None);
+    };
+    let source = Source {
+        kind: kind.to_owned(),
+        name: str_at(value, &["metadata", "name"])
+            .unwrap_or("<unnamed>")
+            .to_owned(),
+    };
+    let root = PointerBuf::from_tokens(root_tokens.iter().copied());
+    let at = root_tokens
+        .iter()
+        .try_fold(value, |v, token| v.get(token))
+        .ok_or_else(|| field_error(document, &source, &root_tokens.join("."), "missing"))?;
+    let pod: PodView = typed(document, &source, root_tokens, at)?;
+
+    let mut owners = Vec::new();
+    if kind == "CronJob" {
+        // The Job a CronJob creates carries the job template's annotations.
+        owners.push(Owner {
+            source: Source {
+                kind: "Job".to_owned(),
+                name: format!("{}-<scheduled>", source.name),
+            },
+            policy: annotation(value, &["spec", "jobTemplate", "metadata"]),
+        });
+    }
+    if kind != "Pod" {
+        owners.push(Owner {
+            source: source.clone(),
+            policy: annotation(value, &["metadata"]),
+        });
+    }
+    let namespace = str_at(value, &["metadata", "namespace"]).unwrap_or(DEFAULT_NAMESPACE);
+    Ok(Some(Workload {
+        namespace: namespace.to_owned(),
+        source,
+        root,
+        pod,
+        owners,
+    }))
+}
+
+/// The GracefulPolicy in a document, or `None` for a document of another kind.
+pub fn policy(document: usize, value: &Value) -> Result<Option<GracefulPolicy>, ManifestError> {
+    if value.get("kind").and_then(Value::as_str) != Some("GracefulPolicy") {
+        return Ok(None);
+    }
+    let source = Source {
+        kind: "GracefulPolicy".to_owned(),
+        name: str_at(value, &["metadata", "name"])
+            .unwrap_or("<unnamed>")
+            .to_owned(),
+    };
+    let mut policy: GracefulPolicy = typed(document, &source, &[], value)?;
+    policy
+        .metadata
+        .namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+    Ok(Some(policy))
+}
+
+fn typed<T: DeserializeOwned>(
+    document: usize,
+    source: &Source,
+    prefix: &[&str],
+    value: &Value,
+) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let inner = error.path().to_string();
+        let mut field = prefix.join(".");
+        if inner != "." {
+            if !field.is_empty() {
+                field.push('.');
+            }
+            field.push_str(&inner);
+        }
+        field_error(document, source, &field, &error.into_inner().to_string())
+    })
+}
+
+fn field_error(document: usize, source: &Source, field: &str, message: &str) -> ManifestError {
+    ManifestError::Field {
+        document,
+        object: source.to_string(),
+        field: if field.is_empty() { "." } else { field }.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(value, |v, token| v.get(token))?
+        .as_str()
+}
+
+fn annotation(value: &Value, metadata: &[&str]) -> Option<String> {
+    let meta = metadata.iter().try_fold(value, |v, token| v.get(token))?;
+    Some(
+        meta.get("annotations")?
+            .get(POLICY_KEY)?
+            .as_str()?
+            .to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_several_documents_and_expands_lists() {
+        let text = "kind: Pod\n---\n---\nkind: List\nitems: [{kind: Service}, {kind: Pod}]\n";
+        let kinds: Vec<(usize, String)> = documents(text)
+            .unwrap()
+            .into_iter()
+            .map(|(n, v)| (n, v["kind"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(1, "Pod".into()), (3, "Service".into()), (3, "Pod".into())]
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_document() {
+        let error = documents("kind: Pod\n---\nkind: [unclosed\n").unwrap_err();
+        assert!(
+            error.to_string().starts_with("document 2: not valid YAML"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_path() {
+        let deployment = json!({
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"template": {"spec": {"containers": [{"name": 7}]}}}
+        });
+        let error = workload(4, &deployment).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "document 4 (Deployment/web): spec.template.spec.containers[0].name: invalid type"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_missing_template_is_an_error() {
+        let error = workload(1, &json!({"kind": "Deployment", "spec": {}})).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "document 1 (Deployment/<unnamed>): spec.template: missing"
+        );
+    }
+
+    #[test]
+    fn a_cronjob_has_its_job_and_itself_as_owners() {
+        let cronjob = json!({
+            "kind": "CronJob",
+            "metadata": {"name": "nightly", "namespace": "ops",
+                         "annotations": {"graceful.dev/policy": "batch"}},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "job"}]}}}}}
+        });
+        let workload = workload(1, &cronjob).unwrap().unwrap();
+        assert_eq!(workload.root.as_str(), "/spec/jobTemplate/spec/template");
+        assert_eq!(workload.namespace, "ops");
+        let policies: Vec<_> = workload.owners.iter().map(|o| o.policy.clone()).collect();
+        assert_eq!(policies, [None, Some("batch".to_owned())]);
+    }
+
+    #[test]
+    fn kinds_without_pods_are_passed_over() {
+        assert!(workload(1, &json!({"kind": "Service"})).unwrap().is_none());
+        assert!(policy(1, &json!({"kind": "Service"})).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_policy_without_namespace_lands_in_default_with_defaults() {
+        let value = json!({"apiVersion": "graceful.dev/v1alpha1", "kind": "GracefulPolicy",
+                           "metadata": {"name": "web"}, "spec": {}});
+        let policy = policy(1, &value).unwrap().unwrap();
+        assert_eq!(policy.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(policy.spec.drain.grace_period_seconds(), 30);
+    }
+}

@@ -1,0 +1,104 @@
+//! The part of a Pod (or pod template) that mutation and resolution read.
+//!
+//! Deserializing a whole `k8s_openapi` Pod costs several times more than everything else
+//! an admission does (see BENCHMARKS.md); serde skips the fields not named here without
+//! building them. Field names and nesting follow the Pod API exactly, so the same view
+//! reads a Pod, a PodTemplateSpec and the `object` of an AdmissionReview.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A Pod or a pod template, as far as graceful reads it.
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct PodView {
+    /// Absent in pod templates that carry no labels or annotations.
+    #[serde(default)]
+    pub metadata: Option<PodMeta>,
+    pub spec: PodSpecView,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMeta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub generate_name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `None` when absent or null: the patch must then add the whole map.
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub owner_references: Vec<OwnerReferenceView>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReferenceView {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub controller: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpecView {
+    pub containers: Vec<ContainerView>,
+    #[serde(default)]
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView {
+    pub name: String,
+    #[serde(default)]
+    pub lifecycle: Option<LifecycleView>,
+    #[serde(default)]
+    pub readiness_probe: Option<ProbeTimings>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleView {
+    /// Kept as JSON: it is only compared with the hook graceful would write and recorded.
+    #[serde(default)]
+    pub pre_stop: Option<Value>,
+}
+
+/// The timings of a readiness probe; its handler is never read.
+#[derive(Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeTimings {
+    #[serde(default)]
+    pub period_seconds: Option<i32>,
+    #[serde(default)]
+    pub failure_threshold: Option<i32>,
+    #[serde(default)]
+    pub timeout_seconds: Option<i32>,
+}
+
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+impl PodView {
+    pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.metadata.as_ref()?.labels.as_ref()
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        let annotations = self.metadata.as_ref()?.annotations.as_ref()?;
+        annotations.get(key).map(String::as_str)
+    }
+}
