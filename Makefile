@@ -1,0 +1,29 @@
+# Entry points; README.md names the two that matter: the demo and `make test`.
+
+.PHONY: demo test lint build cluster-build crds bench
+
+# graceful's main job: what it does to a Deployment, before anything is installed.
+demo:
+	cargo run --release -- mutate -f examples/checkout.yaml --policy examples/policy.yaml
+
+# Everything CI runs: formatting, lints, unit, property, golden and integration tests,
+# the latter against a real kube-apiserver built from Go modules (e2e/).
+test: lint cluster-build
+	tests/with-cluster cargo test --all-targets
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+build:
+	cargo build --release
+
+cluster-build:
+	e2e/cluster build
+
+# Regenerate crds/ after changing src/api (a test fails while they differ).
+crds:
+	cargo run -- crd > crds/graceful.dev_gracefulpolicies.yaml
+
+bench:
+	cargo bench --bench mutation
