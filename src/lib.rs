@@ -6,6 +6,12 @@
 
 pub mod api;
 pub mod cli;
+pub mod lease;
 pub mod manifest;
+pub mod metrics;
 pub mod mutate;
+pub mod reconcile;
 pub mod resolve;
+pub mod shutdown;
+pub mod tls;
+pub mod webhook;

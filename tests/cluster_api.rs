@@ -115,7 +115,12 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "a selector with an unknown operator",
         "spec: {selector: {matchExpressions: [{key: app, operator: Near, values: [web]}]}}",
-        "selector operators must be In, NotIn, Exists or DoesNotExist",
+        "selector operators must be In or NotIn with values, or Exists or DoesNotExist without",
+    ),
+    (
+        "a selector operator In without values",
+        "spec: {selector: {matchExpressions: [{key: app, operator: In}]}}",
+        "selector operators must be In or NotIn with values, or Exists or DoesNotExist without",
     ),
     (
         "the same container twice",
@@ -186,6 +191,7 @@ async fn status_is_its_own_subresource() {
             restarts: 2,
             total: 3,
             window_seconds: Some(3600),
+            window_start: Some(Time(Timestamp::from_second(1_700_000_000).unwrap())),
         }),
         ..GracefulPolicyStatus::default()
     };

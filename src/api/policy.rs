@@ -36,7 +36,7 @@ pub struct GracefulPolicySpec {
     /// Pods of this namespace that the policy governs. Absent: only pods opted in by the
     /// `graceful.dev/policy` annotation; `{}`: every pod of the namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])").message("selector operators must be In, NotIn, Exists or DoesNotExist"))]
+    #[x_kube(validation = Rule::new("!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? has(e.values) && size(e.values) > 0 : e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0))").message("selector operators must be In or NotIn with values, or Exists or DoesNotExist without"))]
     pub selector: Option<LabelSelector>,
 
     /// The shutdown sequence given to governed pods.

@@ -63,6 +63,9 @@ pub struct ViolationCounts {
     /// The length of the window the counts cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_seconds: Option<i64>,
+    /// When the current window began; the counts start again from zero when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<Time>,
 }
 
 /// One violation.

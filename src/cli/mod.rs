@@ -1,6 +1,7 @@
 //! The `graceful` command line.
 
 mod mutate;
+mod run;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ enum Command {
     Crd,
     /// Show what graceful does to the pods of a manifest, offline.
     Mutate(mutate::Args),
+    /// Serve the admission webhook (HTTPS) and health and metrics (HTTP).
+    Run(run::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -28,6 +31,7 @@ pub fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         Command::Mutate(args) => mutate::run(&args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

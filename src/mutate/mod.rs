@@ -13,7 +13,9 @@ use crate::api::{
     APPLIED_ANNOTATION, Drain, ExistingHooks, GracefulPolicySpec, Mode, POLICY_KEY, PreStopAction,
     Readiness,
 };
-pub use pod::{ContainerView, LifecycleView, PodMeta, PodSpecView, PodView, ProbeTimings};
+pub use pod::{
+    ContainerView, LifecycleView, OwnerReferenceView, PodMeta, PodSpecView, PodView, ProbeTimings,
+};
 pub use record::{ChangeRecord, FieldChange};
 
 /// The grace period Kubernetes gives a pod that sets none.

@@ -40,6 +40,8 @@ pub struct PodMeta {
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReferenceView {
+    #[serde(default)]
+    pub api_version: String,
     pub kind: String,
     pub name: String,
     #[serde(default)]
@@ -95,6 +97,14 @@ where
 impl PodView {
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
         self.metadata.as_ref()?.labels.as_ref()
+    }
+
+    /// The owner reference marked as the pod's controller.
+    pub fn controller(&self) -> Option<&OwnerReferenceView> {
+        let meta = self.metadata.as_ref()?;
+        meta.owner_references
+            .iter()
+            .find(|r| r.controller == Some(true))
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {

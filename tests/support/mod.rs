@@ -14,6 +14,8 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub mod graceful;
+
 /// Names a running cluster's admin kubeconfig to use instead of starting one.
 pub const KUBECONFIG_ENV: &str = "GRACEFUL_TEST_KUBECONFIG";
 

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Load benchmark of the webhook over TLS on loopback with keep-alive, side by side with
+# the limit of its stack (examples/fixed_review_server.rs: axum + rustls answering a
+# fixed AdmissionReview). Each server is pinned to one core, the load generator (oha)
+# to the other. For each server: the highest throughput with 16 connections, and the
+# latency at a fixed 1,000 reviews/s; each the median of RUNS runs of DURATION seconds,
+# after a one-second warm-up run whose figures are dropped.
+#
+# Needs oha (`cargo install oha --locked`) and the local control plane of e2e/ (or
+# GRACEFUL_TEST_KUBECONFIG naming a running cluster), since `graceful run` watches it.
+#
+#   benches/admission-load.sh            # DURATION=15 RUNS=3 RATE=1000 CONNECTIONS=16
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15}
+RUNS=${RUNS:-3}
+RATE=${RATE:-1000}
+CONNECTIONS=${CONNECTIONS:-16}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+GRACEFUL_PORT=${GRACEFUL_PORT:-18443}
+ADMIN_PORT=${ADMIN_PORT:-18080}
+FIXED_PORT=${FIXED_PORT:-18444}
+
+command -v oha >/dev/null || { echo "needs oha: cargo install oha --locked" >&2; exit 1; }
+cargo build --release --quiet --bin graceful --example fixed_review_server
+graceful=target/release/graceful
+fixed=target/release/examples/fixed_review_server
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [[ -n "${GRACEFUL_TEST_KUBECONFIG:-}" ]]; then
+    kubeconfig=$GRACEFUL_TEST_KUBECONFIG
+else
+    out=$(e2e/cluster up --name "bench-$$" --owner-pid $$)
+    kubeconfig=${out##*KUBECONFIG=}
+fi
+kubectl() { e2e/bin/kubectl --kubeconfig "$kubeconfig" "$@"; }
+
+# The review's pod is in namespace shop, owned by ReplicaSet checkout-7d9f8b6c5, which
+# names policy web: every review walks the owner cache and is patched.
+kubectl apply --server-side -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/gracefulpolicies.graceful.dev >/dev/null
+kubectl create namespace shop --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n shop -f - >/dev/null <<'YAML'
+apiVersion: graceful.dev/v1alpha1
+kind: GracefulPolicy
+metadata: {name: web}
+spec:
+  readiness: {periodSeconds: 2, failureThreshold: 1, timeoutSeconds: 1}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: checkout-7d9f8b6c5
+  annotations: {graceful.dev/policy: web}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: checkout}}
+  template:
+    metadata: {labels: {app: checkout}}
+    spec: {containers: [{name: app, image: registry.example/app:1.0}]}
+YAML
+
+"$fixed" cert "$work"
+"$fixed" review >"$work/review.json"
+
+KUBECONFIG=$kubeconfig RUST_LOG=warn taskset -c "$SERVER_CPU" "$graceful" run \
+    --webhook-addr "127.0.0.1:$GRACEFUL_PORT" --admin-addr "127.0.0.1:$ADMIN_PORT" \
+    --tls-cert-file "$work/tls.crt" --tls-key-file "$work/tls.key" &
+pids+=($!)
+taskset -c "$SERVER_CPU" "$fixed" serve "127.0.0.1:$FIXED_PORT" "$work/tls.crt" "$work/tls.key" &
+pids+=($!)
+
+admin_get() {
+    exec 3<>"/dev/tcp/127.0.0.1/$ADMIN_PORT" || return 1
+    printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&3
+    cat <&3
+    exec 3<&-
+}
+for _ in $(seq 100); do
+    admin_get /readyz 2>/dev/null | grep -q '^HTTP/1.0 200' && break
+    sleep 0.2
+done
+admin_get /readyz | grep -q '^HTTP/1.0 200' || { echo "graceful run is not ready" >&2; exit 1; }
+
+# oha's JSON summary: requests/s, p50 and p99 in ms.
+load() { # URL SECONDS [oha options...]
+    local url=$1 seconds=$2
+    shift 2
+    taskset -c "$LOAD_CPU" oha --no-tui --insecure --output-format json -z "${seconds}s" \
+        -m POST -H 'content-type: application/json' -D "$work/review.json" "$@" "$url" |
+        python3 -c 'import json,sys; s=json.load(sys.stdin); p=s["latencyPercentiles"]; print("%.0f %.3f %.3f" % (s["summary"]["requestsPerSec"], p["p50"]*1e3, p["p99"]*1e3))'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+measure() { # NAME URL
+    local name=$1 url=$2 max=() rated=()
+    for _ in $(seq "$RUNS"); do
+        load "$url" 1 -c "$CONNECTIONS" >/dev/null
+        max+=("$(load "$url" "$DURATION" -c "$CONNECTIONS")")
+        load "$url" 1 -c "$CONNECTIONS" -q "$RATE" >/dev/null
+        rated+=("$(load "$url" "$DURATION" -c "$CONNECTIONS" -q "$RATE")")
+    done
+    local rps p50 p99
+    rps=$(printf '%s\n' "${max[@]}" | awk '{print $1}' | median)
+    p50=$(printf '%s\n' "${rated[@]}" | awk '{print $2}' | median)
+    p99=$(printf '%s\n' "${rated[@]}" | awk '{print $3}' | median)
+    printf '%-28s %12s %14s %14s\n' "$name" "$rps" "$p50" "$p99"
+    echo "$rps" >"$work/$name.rps"
+}
+
+printf '%-28s %12s %14s %14s\n' server "max reviews/s" "p50 ms @$RATE/s" "p99 ms @$RATE/s"
+measure fixed-review "https://127.0.0.1:$FIXED_PORT/mutate"
+measure graceful "https://127.0.0.1:$GRACEFUL_PORT/mutate"
+awk -v g="$(cat "$work/graceful.rps")" -v f="$(cat "$work/fixed-review.rps")" \
+    'BEGIN {printf "graceful reaches %.0f%% of the limit'"'"'s throughput\n", 100 * g / f}'
+
+# Every review must have been patched, none admitted unchanged by an error.
+metrics=$(admin_get /metrics)
+echo "$metrics" | grep -E '^graceful_admissions_total' || true
+if echo "$metrics" | grep -qE '^graceful_admission_fail_open_total'; then
+    echo "some reviews failed open" >&2
+    exit 1
+fi

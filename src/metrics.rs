@@ -1,0 +1,311 @@
+//! The Prometheus registry of graceful, and the admin server that exposes it with the
+//! health endpoints on a plain-HTTP port apart from the webhook's.
+//!
+//! Every metric lives here, so that a reader sees in one place what graceful counts;
+//! the webhook (and later the reconciler) call the small recording methods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    namespace: String,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViolationLabels {
+    namespace: String,
+    policy: String,
+    kind: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn shutdown_histogram() -> Histogram {
+    // 0.25 s to ~17 min.
+    Histogram::new(exponential_buckets(0.25, 2.0, 13))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    admissions: Family<OutcomeLabels, Counter>,
+    fail_open: Family<ReasonLabels, Counter>,
+    admission_seconds: Histogram,
+    owner_fetches: Family<ResultLabels, Counter>,
+    owner_cache_objects: Gauge,
+    tls_reloads: Family<ResultLabels, Counter>,
+    shutdown_seconds: HistogramFamily<PolicyLabels>,
+    violations: Family<ViolationLabels, Counter>,
+    status_writes: Family<ResultLabels, Counter>,
+    tracked_pods: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("graceful");
+        let admissions = Family::default();
+        registry.register(
+            "admissions",
+            "Admission requests answered, by outcome (patched, unchanged, audited, not_governed, skipped, fail_open, bad_request)",
+            admissions.clone(),
+        );
+        let fail_open = Family::default();
+        registry.register(
+            "admission_fail_open",
+            "Pods admitted unchanged because of an error inside graceful, by reason",
+            fail_open.clone(),
+        );
+        // 50 µs to ~0.8 s.
+        let admission_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 15));
+        registry.register(
+            "admission_duration_seconds",
+            "Time from reading an admission request to its answer",
+            admission_seconds.clone(),
+        );
+        let owner_fetches = Family::default();
+        registry.register(
+            "owner_fetches",
+            "Owners read from the apiserver because the watch cache did not have them yet, by result",
+            owner_fetches.clone(),
+        );
+        let owner_cache_objects = Gauge::default();
+        registry.register(
+            "owner_cache_objects",
+            "Workloads in the owner cache (ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs, CronJobs)",
+            owner_cache_objects.clone(),
+        );
+        let tls_reloads = Family::default();
+        registry.register(
+            "tls_reloads",
+            "Loads of the serving certificate from its files, by result",
+            tls_reloads.clone(),
+        );
+        let shutdown_seconds: HistogramFamily<PolicyLabels> =
+            Family::new_with_constructor(shutdown_histogram);
+        registry.register(
+            "shutdown_duration_seconds",
+            "Shutdown duration of governed containers after the preStop sleep, by policy",
+            shutdown_seconds.clone(),
+        );
+        let violations = Family::default();
+        registry.register(
+            "violations",
+            "Shutdowns over budget, OOM kills and restarts of governed containers, by policy and kind",
+            violations.clone(),
+        );
+        let status_writes = Family::default();
+        registry.register(
+            "status_writes",
+            "GracefulPolicy status writes, by result",
+            status_writes.clone(),
+        );
+        let tracked_pods = Gauge::default();
+        registry.register(
+            "tracked_pods",
+            "Governed pods the reconciler follows",
+            tracked_pods.clone(),
+        );
+        Self {
+            shutdown_seconds,
+            violations,
+            status_writes,
+            tracked_pods,
+            registry,
+            admissions,
+            fail_open,
+            admission_seconds,
+            owner_fetches,
+            owner_cache_objects,
+            tls_reloads,
+        }
+    }
+
+    pub fn admission(&self, outcome: &'static str, took: Duration) {
+        self.admissions
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.admission_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn fail_open(&self, reason: &'static str) {
+        self.fail_open.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn owner_fetch(&self, result: &'static str) {
+        self.owner_fetches
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn owner_cache_objects(&self, count: usize) {
+        self.owner_cache_objects
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub fn tls_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.tls_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn shutdown_observed(&self, namespace: &str, policy: &str, seconds: f64) {
+        let labels = PolicyLabels {
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+        };
+        self.shutdown_seconds
+            .get_or_create(&labels)
+            .observe(seconds);
+    }
+
+    pub fn violation(&self, namespace: &str, policy: &str, kind: &str) {
+        let labels = ViolationLabels {
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+            kind: kind.to_owned(),
+        };
+        self.violations.get_or_create(&labels).inc();
+    }
+
+    pub fn status_written(&self, result: &'static str) {
+        self.status_writes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn tracked_pods(&self, count: usize) {
+        self.tracked_pods
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Whether graceful is ready to serve; asked on each `/readyz`.
+pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+#[derive(Clone)]
+struct Admin {
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+}
+
+/// `/healthz` (the process answers), `/readyz` (`ready` says so) and `/metrics`.
+pub fn admin_router(metrics: Arc<Metrics>, ready: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(Admin { metrics, ready })
+}
+
+async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
+    if (admin.ready)() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics_text(State(admin): State<Admin>) -> impl IntoResponse {
+    match admin.metrics.encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn get_text(router: Router, path: &str) -> (StatusCode, String) {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn serves_health_readiness_and_metrics() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.admission("patched", Duration::from_micros(80));
+        metrics.fail_open("panic");
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ready.clone();
+        let router = admin_router(
+            metrics,
+            Arc::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+        assert_eq!(get_text(router.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get_text(router.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(get_text(router.clone(), "/readyz").await.0, StatusCode::OK);
+        let (status, text) = get_text(router, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.contains("graceful_admissions_total{outcome=\"patched\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("graceful_admission_fail_open_total{reason=\"panic\"} 1"));
+        assert!(text.contains("graceful_admission_duration_seconds_count 1"));
+    }
+}

@@ -1,0 +1,190 @@
+//! The decision for one pod at CREATE: resolution, then mutation. Pure: the pod, the
+//! policies of its namespace and its owners come in; the answer goes out.
+
+use json_patch::jsonptr::Pointer;
+
+use crate::api::{Mode, POLICY_KEY};
+use crate::mutate::{Capabilities, Governing, PodView, mutate};
+use crate::resolve::{Owner, Resolution, Source, Subject, Ungoverned, resolve};
+
+use super::policies::NamespacePolicies;
+use super::review::Answer;
+
+/// Every warning graceful gives starts so, for the user to see where it comes from.
+const PREFIX: &str = "graceful: ";
+
+/// What became of a request, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a CREATE: graceful mutates pods only as they are made.
+    Skipped,
+    NotGoverned,
+    /// Governed, and the pod already had everything.
+    Unchanged,
+    Patched,
+    /// Governed by a policy in Audit mode: warnings, no patch.
+    Audited,
+    /// Admitted unchanged because of an error inside graceful.
+    FailOpen(Failure),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The policy cache has not been filled yet.
+    NotSynced,
+    /// A policy that would govern the pod cannot be used.
+    Policy,
+    /// The pod's owners could not be read.
+    Owners,
+    /// Graceful panicked (a bug).
+    Panic,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            Outcome::NotGoverned => "not_governed",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Patched => "patched",
+            Outcome::Audited => "audited",
+            Outcome::FailOpen(_) => "fail_open",
+        }
+    }
+}
+
+impl Failure {
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::NotSynced => "not_synced",
+            Failure::Policy => "policy",
+            Failure::Owners => "owners",
+            Failure::Panic => "panic",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub answer: Answer,
+    pub outcome: Outcome,
+}
+
+impl Decision {
+    pub fn skipped(uid: String) -> Self {
+        Self {
+            answer: Answer {
+                uid,
+                ..Answer::default()
+            },
+            outcome: Outcome::Skipped,
+        }
+    }
+
+    /// The pod is admitted as it is, and the user told why.
+    pub fn fail_open(uid: String, failure: Failure, why: &str) -> Self {
+        Self {
+            answer: Answer {
+                uid,
+                patch: json_patch::Patch(Vec::new()),
+                warnings: vec![format!("{PREFIX}admitted unchanged: {why}")],
+            },
+            outcome: Outcome::FailOpen(failure),
+        }
+    }
+}
+
+/// The name a pod at CREATE goes by in messages: it often has only a generateName.
+pub fn pod_source(pod: &PodView) -> Source {
+    let meta = pod.metadata.as_ref();
+    let name = meta
+        .and_then(|m| m.name.clone())
+        .or_else(|| Some(format!("{}*", meta?.generate_name.as_deref()?)))
+        .unwrap_or_else(|| "<unnamed>".to_owned());
+    Source {
+        kind: "Pod".to_owned(),
+        name,
+    }
+}
+
+/// Decides the answer for `pod` from the policies of its namespace and its owners
+/// (nearest first).
+pub fn decide(
+    uid: String,
+    pod: &PodView,
+    policies: &NamespacePolicies,
+    owners: &[Owner],
+    caps: Capabilities,
+) -> Decision {
+    let source = pod_source(pod);
+    let subject = Subject {
+        source: &source,
+        labels: pod.labels(),
+        annotation: pod.annotation(POLICY_KEY),
+        owners,
+    };
+    let resolution = resolve(subject, &policies.candidates);
+    let mut warnings: Vec<String> = resolution
+        .conflict()
+        .map(|c| format!("{PREFIX}{c}"))
+        .into_iter()
+        .collect();
+    let policy = match resolution {
+        Resolution::Governed { policy, .. } => policy,
+        Resolution::NotGoverned(Ungoverned::UnknownPolicy { name, on }) => {
+            if let Some(why) = policies.broken(&name) {
+                let why = format!("{on} names GracefulPolicy {name:?}, which {why}");
+                return Decision::fail_open(uid, Failure::Policy, &why);
+            }
+            warnings.push(format!(
+                "{PREFIX}{}",
+                Ungoverned::UnknownPolicy { name, on }
+            ));
+            return not_governed(uid, warnings);
+        }
+        Resolution::NotGoverned(Ungoverned::NoPolicy) if !policies.broken.is_empty() => {
+            // A policy whose selector cannot be read might have selected this pod.
+            let names: Vec<String> = policies
+                .broken
+                .iter()
+                .map(|(name, why)| format!("GracefulPolicy {name:?} {why}"))
+                .collect();
+            return Decision::fail_open(uid, Failure::Policy, &names.join("; "));
+        }
+        Resolution::NotGoverned(_) => return not_governed(uid, warnings),
+    };
+    let Some(spec) = policies.spec(&policy.name) else {
+        let why = format!("GracefulPolicy {:?} has no spec in the cache", policy.name);
+        return Decision::fail_open(uid, Failure::Policy, &why);
+    };
+    let governing = Governing {
+        name: &policy.name,
+        spec,
+    };
+    let mutation = mutate(pod, Pointer::root(), governing, caps);
+    warnings.extend(mutation.warnings.iter().map(|w| format!("{PREFIX}{w}")));
+    let outcome = match (spec.mode, mutation.patch.0.is_empty()) {
+        (Mode::Audit, _) => Outcome::Audited,
+        (Mode::Enforce, true) => Outcome::Unchanged,
+        (Mode::Enforce, false) => Outcome::Patched,
+    };
+    Decision {
+        answer: Answer {
+            uid,
+            patch: mutation.patch,
+            warnings,
+        },
+        outcome,
+    }
+}
+
+fn not_governed(uid: String, warnings: Vec<String>) -> Decision {
+    Decision {
+        answer: Answer {
+            uid,
+            patch: json_patch::Patch(Vec::new()),
+            warnings,
+        },
+        outcome: Outcome::NotGoverned,
+    }
+}

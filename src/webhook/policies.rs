@@ -1,0 +1,164 @@
+//! The GracefulPolicies of each namespace, compiled for resolution. Pure: the watch in
+//! [`super::watch`] rebuilds a namespace's entry from its policies on every change,
+//! and an admission only clones an `Arc`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+
+use crate::api::{GracefulPolicy, GracefulPolicySpec};
+use crate::resolve::Candidate;
+
+/// The policies of one namespace.
+#[derive(Debug, Default)]
+pub struct NamespacePolicies {
+    /// For [`crate::resolve::resolve`].
+    pub candidates: Vec<Candidate>,
+    /// The spec of each candidate, by name.
+    specs: HashMap<String, GracefulPolicySpec>,
+    /// Policies that cannot be used, and why: graceful skips them and says so.
+    pub broken: Vec<(String, String)>,
+}
+
+impl NamespacePolicies {
+    pub fn new<'a>(policies: impl IntoIterator<Item = &'a GracefulPolicy>) -> Self {
+        let mut this = Self::default();
+        for policy in policies {
+            match Candidate::from_policy(policy) {
+                Ok(candidate) => {
+                    this.specs
+                        .insert(candidate.name.clone(), policy.spec.clone());
+                    this.candidates.push(candidate);
+                }
+                Err(error) => this.broken.push((
+                    policy.name_any(),
+                    format!("its spec.selector cannot be used: {error}"),
+                )),
+            }
+        }
+        this
+    }
+
+    pub fn spec(&self, name: &str) -> Option<&GracefulPolicySpec> {
+        self.specs.get(name)
+    }
+
+    /// Why the policy `name` is not used, if it is broken.
+    pub fn broken(&self, name: &str) -> Option<&str> {
+        self.broken
+            .iter()
+            .find(|(broken, _)| broken == name)
+            .map(|(_, why)| why.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty() && self.broken.is_empty()
+    }
+}
+
+/// Every namespace's policies; namespaces without any have no entry.
+#[derive(Debug, Default)]
+pub struct PolicyIndex {
+    namespaces: HashMap<String, Arc<NamespacePolicies>>,
+}
+
+impl PolicyIndex {
+    /// The index of all `policies`, as after a (re)list.
+    pub fn build<'a>(policies: impl IntoIterator<Item = &'a GracefulPolicy>) -> Self {
+        let mut by_namespace: HashMap<String, Vec<&GracefulPolicy>> = HashMap::new();
+        for policy in policies {
+            by_namespace
+                .entry(policy.namespace().unwrap_or_default())
+                .or_default()
+                .push(policy);
+        }
+        let mut index = Self::default();
+        for (namespace, policies) in by_namespace {
+            index.update(&namespace, policies);
+        }
+        index
+    }
+
+    /// Replaces the entry of `namespace` with its current `policies`.
+    pub fn update<'a>(
+        &mut self,
+        namespace: &str,
+        policies: impl IntoIterator<Item = &'a GracefulPolicy>,
+    ) {
+        let compiled = NamespacePolicies::new(policies);
+        if compiled.is_empty() {
+            self.namespaces.remove(namespace);
+        } else {
+            self.namespaces
+                .insert(namespace.to_owned(), Arc::new(compiled));
+        }
+    }
+
+    pub fn get(&self, namespace: &str) -> Option<Arc<NamespacePolicies>> {
+        self.namespaces.get(namespace).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Mode;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+    fn policy(namespace: &str, name: &str, selector: Option<LabelSelector>) -> GracefulPolicy {
+        let mut policy = GracefulPolicy::new(
+            name,
+            GracefulPolicySpec {
+                selector,
+                mode: Mode::Audit,
+                ..GracefulPolicySpec::default()
+            },
+        );
+        policy.metadata.namespace = Some(namespace.to_owned());
+        policy
+    }
+
+    #[test]
+    fn groups_by_namespace_with_specs() {
+        let policies = [
+            policy("shop", "web", None),
+            policy("shop", "all", Some(LabelSelector::default())),
+            policy("ops", "batch", None),
+        ];
+        let index = PolicyIndex::build(&policies);
+        let shop = index.get("shop").unwrap();
+        let names: Vec<_> = shop.candidates.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web", "all"]);
+        assert_eq!(shop.spec("web").unwrap().mode, Mode::Audit);
+        assert!(shop.spec("batch").is_none());
+        assert_eq!(index.get("ops").unwrap().candidates.len(), 1);
+        assert!(index.get("default").is_none());
+    }
+
+    #[test]
+    fn an_update_replaces_a_namespace_and_an_empty_one_disappears() {
+        let mut index = PolicyIndex::build(&[policy("shop", "web", None)]);
+        index.update("shop", &[policy("shop", "api", None)]);
+        assert!(index.get("shop").unwrap().spec("web").is_none());
+        assert!(index.get("shop").unwrap().spec("api").is_some());
+        index.update("shop", &[]);
+        assert!(index.get("shop").is_none());
+    }
+
+    #[test]
+    fn a_policy_with_an_unusable_selector_is_kept_aside_with_the_reason() {
+        let broken = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "app".into(),
+                operator: "In".into(),
+                values: None,
+            }]),
+            ..LabelSelector::default()
+        };
+        let index = PolicyIndex::build(&[policy("shop", "bad", Some(broken))]);
+        let shop = index.get("shop").unwrap();
+        assert!(shop.candidates.is_empty());
+        assert!(shop.broken("bad").unwrap().contains("spec.selector"));
+    }
+}

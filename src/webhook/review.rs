@@ -1,0 +1,353 @@
+//! The AdmissionReview v1 edge, read and written by hand.
+//!
+//! Deserializing the whole k8s-openapi Pod costs several times more than everything
+//! else an admission does, so the request envelope is read into a few fields and its
+//! `object` into [`PodView`], skipping the rest unbuilt. The answer is serialized
+//! exactly as `kube::core::admission::AdmissionReview` would serialize it (a test
+//! compares both on every test pod). Pure: bytes in, values out.
+
+use base64::Engine;
+use json_patch::Patch;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::mutate::PodView;
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+
+/// Why a body is not an admission request graceful can answer; each becomes a 400.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Malformed {
+    #[error("the body is not an AdmissionReview in JSON: {0}")]
+    NotJson(String),
+    #[error("expected apiVersion {API_VERSION} kind {KIND}, got {api_version} {kind}")]
+    NotAdmissionReview { api_version: String, kind: String },
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("the request has no uid")]
+    NoUid,
+    #[error("the request is for a {0}, graceful only admits core/v1 Pods")]
+    NotAPod(String),
+    #[error("a {0} request carries no object")]
+    NoObject(String),
+    #[error("the object is not a Pod: {0}")]
+    BadObject(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow, default)]
+    request: Option<Request<'a>>,
+}
+
+/// The request, read in one pass: the apiserver writes `kind` and `operation` before
+/// `object`, so a Pod at CREATE is read straight into a [`PodView`]; any other object
+/// (or one that comes first) is only delimited, and read later if at all.
+// Everything defaults, so that a review of another version is named as such rather
+// than by the first field it lacks.
+#[derive(Default)]
+struct Request<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    namespace: Option<String>,
+    operation: String,
+    dry_run: Option<bool>,
+    object: Object<'a>,
+}
+
+#[derive(Default)]
+enum Object<'a> {
+    #[default]
+    Absent,
+    Raw(&'a RawValue),
+    /// `None`: `null`.
+    Pod(Option<PodView>),
+}
+
+/// Marks an error inside `object`, to tell it from an error in the envelope.
+const OBJECT_ERROR: &str = "graceful:object:";
+
+impl Request<'_> {
+    fn is_pod(&self) -> bool {
+        let gvk = &self.kind;
+        gvk.group.is_empty() && gvk.version == "v1" && gvk.kind == "Pod"
+    }
+
+    fn is_pod_create(&self) -> bool {
+        self.is_pod() && self.operation == "CREATE"
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RequestVisitor(std::marker::PhantomData))
+    }
+}
+
+struct RequestVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for RequestVisitor<'a> {
+    type Value = Request<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an admission request")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Request<'a>, A::Error> {
+        use serde::de::{Error, IgnoredAny};
+        let mut request = Request::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "uid" => request.uid = map.next_value()?,
+                "kind" => request.kind = map.next_value()?,
+                "namespace" => request.namespace = map.next_value()?,
+                "operation" => request.operation = map.next_value()?,
+                "dryRun" => request.dry_run = map.next_value()?,
+                "object" if request.is_pod_create() => {
+                    let pod = map
+                        .next_value::<Option<PodView>>()
+                        .map_err(|e| A::Error::custom(format!("{OBJECT_ERROR}{e}")))?;
+                    request.object = Object::Pod(pod);
+                }
+                "object" => request.object = Object::Raw(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(request)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GroupVersionKind {
+    group: String,
+    version: String,
+    kind: String,
+}
+
+/// An admission request for a Pod, as far as graceful reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodRequest {
+    pub uid: String,
+    pub namespace: String,
+    pub dry_run: bool,
+    /// `None` for any operation but CREATE: graceful mutates pods only as they are made.
+    pub pod: Option<PodView>,
+}
+
+/// Reads an AdmissionReview v1 for a Pod.
+pub fn parse(body: &[u8]) -> Result<PodRequest, Malformed> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        match message.strip_prefix(OBJECT_ERROR) {
+            Some(inner) => Malformed::BadObject(inner.to_owned()),
+            None => Malformed::NotJson(message),
+        }
+    })?;
+    if envelope.api_version != API_VERSION || envelope.kind != KIND {
+        return Err(Malformed::NotAdmissionReview {
+            api_version: envelope.api_version,
+            kind: envelope.kind,
+        });
+    }
+    let request = envelope.request.ok_or(Malformed::NoRequest)?;
+    if request.uid.is_empty() {
+        return Err(Malformed::NoUid);
+    }
+    if !request.is_pod() {
+        let gvk = &request.kind;
+        let group = if gvk.group.is_empty() {
+            "core"
+        } else {
+            &gvk.group
+        };
+        return Err(Malformed::NotAPod(format!(
+            "{group}/{} {}",
+            gvk.version, gvk.kind
+        )));
+    }
+    let pod = if request.operation == "CREATE" {
+        let pod = match request.object {
+            Object::Pod(pod) => pod,
+            Object::Raw(raw) => {
+                serde_json::from_str(raw.get()).map_err(|e| Malformed::BadObject(e.to_string()))?
+            }
+            Object::Absent => None,
+        };
+        Some(pod.ok_or_else(|| Malformed::NoObject(request.operation.clone()))?)
+    } else {
+        None
+    };
+    Ok(PodRequest {
+        uid: request.uid,
+        namespace: request.namespace.unwrap_or_default(),
+        dry_run: request.dry_run.unwrap_or(false),
+        pod,
+    })
+}
+
+/// The answer to one request: always allowed, with a patch or not.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Answer {
+    pub uid: String,
+    /// Empty: no patch.
+    pub patch: Patch,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: Empty,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
+}
+
+/// kube serializes an empty `Status` as `{}`.
+#[derive(Serialize)]
+struct Empty {}
+
+impl Answer {
+    /// The AdmissionReview v1 that carries this answer.
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let patch = if self.patch.0.is_empty() {
+            None
+        } else {
+            let bytes = serde_json::to_vec(&self.patch)?;
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+        };
+        let review = ReviewOut {
+            api_version: API_VERSION,
+            kind: KIND,
+            response: ResponseOut {
+                uid: &self.uid,
+                allowed: true,
+                status: Empty {},
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch,
+                warnings: (!self.warnings.is_empty()).then_some(self.warnings.as_slice()),
+            },
+        };
+        serde_json::to_vec(&review)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn review(request: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": API_VERSION, "kind": KIND, "request": request}))
+            .unwrap()
+    }
+
+    fn pod_request(operation: &str, object: serde_json::Value) -> Vec<u8> {
+        review(json!({
+            "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "namespace": "shop", "operation": operation, "dryRun": true, "object": object
+        }))
+    }
+
+    #[test]
+    fn reads_a_create() {
+        let body = pod_request("CREATE", json!({"spec": {"containers": [{"name": "app"}]}}));
+        let request = parse(&body).unwrap();
+        assert_eq!(request.uid, "u-1");
+        assert_eq!(request.namespace, "shop");
+        assert!(request.dry_run);
+        assert_eq!(request.pod.unwrap().spec.containers[0].name, "app");
+    }
+
+    #[test]
+    fn an_object_before_the_kind_is_read_all_the_same() {
+        let body =
+            br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "object": {"spec": {"containers": [{"name": "app"}]}}, "uid": "u",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE"}}"#;
+        assert_eq!(
+            parse(body).unwrap().pod.unwrap().spec.containers[0].name,
+            "app"
+        );
+        let bad = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace(r#"[{"name": "app"}]"#, "7");
+        assert!(matches!(
+            parse(bad.as_bytes()),
+            Err(Malformed::BadObject(_))
+        ));
+    }
+
+    #[test]
+    fn other_operations_carry_no_pod_and_are_not_read() {
+        let body = pod_request("UPDATE", json!({"spec": "not even a spec"}));
+        assert_eq!(parse(&body).unwrap().pod, None);
+        let body = pod_request("DELETE", serde_json::Value::Null);
+        assert_eq!(parse(&body).unwrap().pod, None);
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        assert!(matches!(parse(b"{"), Err(Malformed::NotJson(_))));
+        assert!(matches!(
+            parse(br#"{"apiVersion": "v1", "kind": "Pod"}"#),
+            Err(Malformed::NotAdmissionReview { .. })
+        ));
+        assert_eq!(
+            parse(br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#),
+            Err(Malformed::NoRequest)
+        );
+        let deployment = review(json!({
+            "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "operation": "CREATE", "object": {}
+        }));
+        assert_eq!(
+            parse(&deployment),
+            Err(Malformed::NotAPod("apps/v1 Deployment".into()))
+        );
+        assert_eq!(
+            parse(&pod_request("CREATE", serde_json::Value::Null)),
+            Err(Malformed::NoObject("CREATE".into()))
+        );
+        assert!(matches!(
+            parse(&pod_request("CREATE", json!({"spec": {}}))),
+            Err(Malformed::BadObject(_))
+        ));
+    }
+
+    #[test]
+    fn an_answer_without_patch_or_warnings_is_bare() {
+        let answer = Answer {
+            uid: "u".into(),
+            ..Answer::default()
+        };
+        let json: serde_json::Value = serde_json::from_slice(&answer.to_json().unwrap()).unwrap();
+        assert_eq!(
+            json,
+            json!({"apiVersion": API_VERSION, "kind": KIND,
+                   "response": {"uid": "u", "allowed": true, "status": {}}})
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! The reconciler through a real kube-apiserver. No kubelet runs here, so the test
+//! plays one, as KWOK does: it creates a Node, binds pods to it, and writes their status
+//! through the status subresource; `graceful run` must name the OOM kills, restarts and
+//! shutdowns over budget in the policy's status, conditions and Events, and count each
+//! once, also across its own restart.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use graceful::api::{GracefulPolicy, GracefulPolicyStatus};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::graceful::Graceful;
+
+/// Every `graceful run` reconciles every namespace: tests that watch a status take
+/// turns, so that only their own instance writes it.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const POLICY: &str = r#"
+apiVersion: graceful.dev/v1alpha1
+kind: GracefulPolicy
+metadata: {name: web}
+spec:
+  drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 25, safetyMarginSeconds: 5}
+"#;
+
+/// The record the webhook would have left on a pod it mutated.
+const RECORD: &str = r#"{"policy":"web","mode":"Enforce","preStopSleepSeconds":5,"shutdownBudgetSeconds":25,"changes":[{"field":"spec.terminationGracePeriodSeconds","from":30,"to":35}]}"#;
+
+/// Plays the kubelet of one Node.
+struct Kubelet {
+    node: String,
+    pods: Api<Pod>,
+}
+
+impl Kubelet {
+    async fn new(client: &Client, namespace: &str) -> Self {
+        let node = format!("kubelet-{}", std::process::id());
+        let nodes = Api::<Node>::all(client.clone());
+        if nodes.get_opt(&node).await.unwrap().is_none() {
+            let object: Node = serde_json::from_value(json!({"metadata": {"name": node}})).unwrap();
+            nodes.create(&PostParams::default(), &object).await.unwrap();
+        }
+        Self {
+            node,
+            pods: Api::namespaced(client.clone(), namespace),
+        }
+    }
+
+    /// A governed pod, bound to our node from the start (an unbound pod is deleted at
+    /// once, not gracefully).
+    async fn create(&self, name: &str) {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"graceful.dev/policy": "web"},
+                         "annotations": {"graceful.dev/applied": RECORD}},
+            "spec": {"nodeName": self.node, "terminationGracePeriodSeconds": 35,
+                     "containers": [{"name": "app", "image": "registry.example/app:1"}]}
+        }))
+        .unwrap();
+        self.pods
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
+    }
+
+    async fn report(&self, name: &str, state: Value, last_state: Value, restarts: i32) {
+        let status = json!({"status": {"phase": "Running", "containerStatuses": [{
+            "name": "app", "image": "registry.example/app:1", "imageID": "", "ready": false,
+            "restartCount": restarts, "state": state, "lastState": last_state,
+        }]}});
+        self.pods
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+
+    /// A graceful delete (the apiserver sets the deadline), the container's end as the
+    /// kubelet would report it `after` seconds into the grace period, and the final
+    /// removal.
+    async fn shut_down(&self, name: &str, exit_code: i32, reason: &str, after: i64) {
+        self.pods
+            .delete(name, &DeleteParams::default().grace_period(35))
+            .await
+            .unwrap();
+        let pod = self.pods.get(name).await.unwrap();
+        let deadline = pod.metadata.deletion_timestamp.unwrap().0;
+        let grace = pod.metadata.deletion_grace_period_seconds.unwrap();
+        let finished = deadline
+            .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(grace - after))
+            .unwrap();
+        self.report(
+            name,
+            json!({"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": rfc3339(finished)}}),
+            json!({}),
+            0,
+        )
+        .await;
+        self.pods
+            .delete(name, &DeleteParams::default().grace_period(0))
+            .await
+            .unwrap();
+    }
+}
+
+fn rfc3339(time: k8s_openapi::jiff::Timestamp) -> String {
+    time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn running() -> Value {
+    json!({"running": {"startedAt": rfc3339(k8s_openapi::jiff::Timestamp::now())}})
+}
+
+/// A run that ended just now.
+fn ended(exit_code: i32, reason: &str) -> Value {
+    let finished = rfc3339(k8s_openapi::jiff::Timestamp::now());
+    json!({"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": finished}})
+}
+
+async fn status_where<F>(
+    policies: &Api<GracefulPolicy>,
+    what: &str,
+    check: F,
+) -> GracefulPolicyStatus
+where
+    F: Fn(&GracefulPolicyStatus) -> bool,
+{
+    let check = &check;
+    support::eventually(what, Duration::from_secs(20), || async move {
+        let status = policies.get("web").await.ok()?.status?;
+        check(&status).then_some(status)
+    })
+    .await
+}
+
+fn condition<'a>(status: &'a GracefulPolicyStatus, type_: &str) -> (&'a str, &'a str, &'a str) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:?}"));
+    (&c.status, &c.reason, &c.message)
+}
+
+fn counts(status: &GracefulPolicyStatus) -> (i64, i64, i64) {
+    let v = status.violations.clone().unwrap_or_default();
+    (v.budget_exceeded, v.oom_killed, v.restarts)
+}
+
+/// Waits until graceful follows `pods` governed pods, so that what the test writes next
+/// is a change it sees, not the first sight of a pod.
+async fn tracking(graceful: &Graceful, pods: f64) {
+    support::eventually(
+        "graceful to track the pods",
+        Duration::from_secs(20),
+        || async { (graceful.metric("graceful_tracked_pods")? >= pods).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn violations_land_in_status_conditions_and_events_once() {
+    let _serial = SERIAL.lock().await;
+    let cluster = support::cluster();
+    let client = cluster.client().await;
+    let ns = support::namespace(&client, "reconcile").await;
+    cluster.apply_ok(&ns, POLICY);
+    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
+    let kubelet = Kubelet::new(&client, &ns).await;
+    let graceful = Graceful::start(cluster, "reconcile", &[]);
+
+    let ready = status_where(&policies, "a status", |s| condition(s, "Ready").0 == "True").await;
+    assert_eq!(ready.termination_grace_period_seconds, Some(35));
+    assert_eq!(counts(&ready), (0, 0, 0));
+
+    for name in ["oom", "crashy", "killed", "clean"] {
+        kubelet.create(name).await;
+    }
+    tracking(&graceful, 4.0).await;
+    for name in ["oom", "crashy", "killed", "clean"] {
+        kubelet.report(name, running(), json!({}), 0).await;
+    }
+    let pods = status_where(&policies, "4 pods", |s| {
+        s.pods.as_ref().is_some_and(|p| p.matched == 4)
+    })
+    .await;
+    assert_eq!(pods.pods.unwrap().mutated, 4);
+
+    // An OOM kill and the restart that follows.
+    let changed = Instant::now();
+    kubelet
+        .report("oom", running(), ended(137, "OOMKilled"), 1)
+        .await;
+    let status = status_where(&policies, "the OOM kill", |s| counts(s).1 == 1).await;
+    let to_condition = changed.elapsed();
+    let (state, reason, message) = condition(&status, "NoOOMKills");
+    assert_eq!((state, reason), ("False", "OOMKilled"));
+    assert!(message.contains("oom/app OOMKilled"), "{message}");
+    assert_eq!(status.recent[0].pod, "oom");
+    cluster.kubectl_ok(&[
+        "wait",
+        "-n",
+        &ns,
+        "--for=condition=NoOOMKills=false",
+        "--timeout=10s",
+        "gp/web",
+    ]);
+    eprintln!("status change to condition: {to_condition:?}");
+
+    // Two restarts after crashes.
+    kubelet
+        .report("crashy", running(), ended(2, "Error"), 2)
+        .await;
+    let status = status_where(&policies, "the restarts", |s| counts(s).2 == 3).await;
+    let (state, _, message) = condition(&status, "NoRestarts");
+    assert_eq!(state, "False");
+    assert!(
+        message.contains("crashy/app restarted 2 times; the last run ended with Error"),
+        "{message}"
+    );
+
+    // A container SIGKILLed at the end of its grace period, one that finished in time.
+    kubelet.shut_down("killed", 137, "Error", 35).await;
+    kubelet.shut_down("clean", 0, "Completed", 8).await;
+    let status = status_where(&policies, "the shutdowns", |s| {
+        s.shutdown.as_ref().is_some_and(|d| d.observed == 2)
+    })
+    .await;
+    assert_eq!(counts(&status).0, 1);
+    let (state, reason, message) = condition(&status, "ShutdownsWithinBudget");
+    assert_eq!((state, reason), ("False", "BudgetExceeded"));
+    assert!(
+        message.contains("killed/app SIGKILLed at the end of its grace period"),
+        "{message}"
+    );
+    let shutdown = status.shutdown.clone().unwrap();
+    assert_eq!((shutdown.p50_seconds, shutdown.max_seconds), (3.0, 30.0));
+    assert_eq!(shutdown.recommended_budget_seconds, 50);
+    assert_eq!(status.violations.as_ref().unwrap().total, 5);
+
+    // Each violation is an Event on the pod and one on the policy.
+    let events = Api::<Event>::namespaced(client.clone(), &ns);
+    let listed = support::eventually("the Events", Duration::from_secs(10), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        (list.items.len() >= 6).then_some(list.items)
+    })
+    .await;
+    for (kind, pod) in [
+        ("OOMKilled", "oom"),
+        ("Restarted", "crashy"),
+        ("BudgetExceeded", "killed"),
+    ] {
+        for regarding in ["Pod", "GracefulPolicy"] {
+            assert!(
+                listed.iter().any(|e| e.reason.as_deref() == Some(kind)
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some(regarding)
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with(&format!("{pod}/app")))),
+                "no {kind} Event on the {regarding} for {pod}: {listed:?}"
+            );
+        }
+    }
+
+    // graceful restarts: the pods still show what happened, and nothing counts twice.
+    drop(graceful);
+    let graceful = Graceful::start(cluster, "reconcile", &[]);
+    tracking(&graceful, 2.0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = policies.get("web").await.unwrap().status.unwrap();
+    assert_eq!(counts(&after), (1, 1, 3), "{after:?}");
+    assert_eq!(after.recent, status.recent);
+
+    // ...and what happens next still counts.
+    kubelet
+        .report("crashy", running(), ended(2, "Error"), 3)
+        .await;
+    let status = status_where(&policies, "one more restart", |s| counts(s).2 == 4).await;
+    assert_eq!(status.recent[0].pod, "crashy");
+    drop(graceful);
+    cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+#[tokio::test]
+async fn the_status_follows_the_generation_and_the_mode() {
+    let _serial = SERIAL.lock().await;
+    let cluster = support::cluster();
+    let client = cluster.client().await;
+    let ns = support::namespace(&client, "generation").await;
+    cluster.apply_ok(&ns, POLICY);
+    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
+    let graceful = Graceful::start(cluster, "generation", &[]);
+    let status = status_where(&policies, "Ready", |s| condition(s, "Ready").0 == "True").await;
+    let generation = policies.get("web").await.unwrap().metadata.generation;
+    assert_eq!(status.observed_generation, generation);
+    assert_eq!(condition(&status, "Ready").1, "InForce");
+
+    let audit = json!({"spec": {"mode": "Audit", "drain": {"shutdownBudgetSeconds": 40}}});
+    policies
+        .patch("web", &PatchParams::default(), &Patch::Merge(&audit))
+        .await
+        .unwrap();
+    let next = generation.map(|g| g + 1);
+    let status = status_where(&policies, "the next generation", |s| {
+        s.observed_generation == next
+    })
+    .await;
+    assert_eq!(condition(&status, "Ready").1, "Auditing");
+    assert_eq!(status.termination_grace_period_seconds, Some(50));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == next)
+    );
+    drop(graceful);
+    cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

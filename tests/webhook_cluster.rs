@@ -1,0 +1,243 @@
+//! The webhook through a real kube-apiserver: `graceful run` serves it on loopback, the
+//! apiserver calls it for every pod the controller-manager creates, and the pods come
+//! out patched (or, with graceful stopped, unpatched but created).
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+
+use support::Cluster;
+use support::graceful::Graceful;
+
+/// Registers the local overlay's MutatingWebhookConfiguration under a name of this
+/// test binary, for namespaces labelled for it only, so that test binaries sharing a
+/// cluster do not see each other's webhooks.
+fn register_webhook(cluster: &Cluster, port: u16, ca_pem: &str, label: &str) -> String {
+    let rendered = cluster.kubectl_ok(&["kustomize", "manifests/overlays/local"]);
+    let mut config: Value = serde_yaml_ng::from_str(&rendered).unwrap();
+    let name = format!("graceful-test-{label}");
+    config["metadata"]["name"] = json!(name);
+    let webhook = &mut config["webhooks"][0];
+    let url = webhook["clientConfig"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(url, "https://127.0.0.1:8443/mutate", "the overlay's URL");
+    webhook["clientConfig"] = json!({
+        "url": format!("https://127.0.0.1:{port}/mutate"),
+        "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+    });
+    webhook["namespaceSelector"]["matchLabels"] = json!({"graceful.dev/test": label});
+    let output = cluster.kubectl_with_input(
+        &["apply", "-f", "-"],
+        Some(&serde_json::to_string(&config).unwrap()),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    name
+}
+
+async fn test_namespace(cluster: &Cluster, client: &Client, prefix: &str, label: &str) -> String {
+    let namespace = support::namespace(client, prefix).await;
+    cluster.kubectl_ok(&[
+        "label",
+        "namespace",
+        &namespace,
+        &format!("graceful.dev/test={label}"),
+    ]);
+    namespace
+}
+
+const POLICY: &str = r#"
+apiVersion: graceful.dev/v1alpha1
+kind: GracefulPolicy
+metadata: {name: web}
+spec:
+  drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 25, safetyMarginSeconds: 5}
+  readiness: {periodSeconds: 2, failureThreshold: 1, timeoutSeconds: 1}
+"#;
+
+fn deployment(name: &str, template_annotation: Option<&str>) -> String {
+    let annotations = template_annotation
+        .map(|p| format!("annotations: {{graceful.dev/policy: {p}}}"))
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+      {annotations}
+    spec:
+      containers:
+        - name: app
+          image: registry.example/app:1.0
+          readinessProbe: {{httpGet: {{path: /ready, port: 8080}}, periodSeconds: 10}}
+        - name: sidecar
+          image: registry.example/sidecar:1.0
+"#
+    )
+}
+
+fn bare_pod(name: &str, policy: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": {"graceful.dev/policy": policy}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0"}]}
+    }))
+    .unwrap()
+}
+
+/// The pods of `app` other than `except`, once there is at least one.
+async fn new_pods(client: &Client, namespace: &str, app: &str, except: &[String]) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().labels(&format!("app={app}"));
+    support::eventually(
+        &format!("a new pod of {app}"),
+        Duration::from_secs(30),
+        || {
+            let pods = pods.clone();
+            let params = params.clone();
+            async move {
+                let list = pods.list(&params).await.ok()?;
+                let fresh: Vec<Pod> = list
+                    .items
+                    .into_iter()
+                    .filter(|p| !except.contains(&p.metadata.name.clone().unwrap_or_default()))
+                    .collect();
+                (!fresh.is_empty()).then_some(fresh)
+            }
+        },
+    )
+    .await
+}
+
+/// The policy's drain on every container, and its readiness timings on the first
+/// container's probe when the pod has one (`probed`).
+fn assert_governed(pod: &Pod, probed: bool) {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("graceful.dev/policy").map(String::as_str),
+        Some("web"),
+        "{name}"
+    );
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let record: Value = serde_json::from_str(&annotations["graceful.dev/applied"]).unwrap();
+    assert_eq!(record["policy"], "web");
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.termination_grace_period_seconds, Some(35), "{name}");
+    for container in &spec.containers {
+        let sleep = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.sleep.as_ref())
+            .map(|s| s.seconds);
+        assert_eq!(sleep, Some(5), "{name}/{}", container.name);
+    }
+    let probe = spec.containers[0].readiness_probe.as_ref();
+    assert_eq!(probe.is_some(), probed, "{name}");
+    let Some(probe) = probe else { return };
+    assert_eq!(probe.period_seconds, Some(2));
+    assert_eq!(probe.failure_threshold, Some(1));
+    assert_eq!(probe.timeout_seconds, Some(1));
+}
+
+fn assert_untouched(pod: &Pod) {
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    assert!(
+        !labels.contains_key("graceful.dev/policy"),
+        "{:?}",
+        pod.metadata
+    );
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.termination_grace_period_seconds, Some(30));
+    assert!(spec.containers.iter().all(|c| c.lifecycle.is_none()));
+}
+
+fn names(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
+    let cluster = support::cluster();
+    let client = cluster.client().await;
+    let label = std::process::id().to_string();
+    let graceful = Graceful::start(cluster, "webhook", &[]);
+    let metrics = graceful.metrics();
+    assert!(
+        metrics.contains("graceful_owner_cache_objects"),
+        "{metrics}"
+    );
+    let config = register_webhook(cluster, graceful.webhook_port, &graceful.ca_pem, &label);
+    let shop = test_namespace(cluster, &client, "webhook", &label).await;
+    let other = test_namespace(cluster, &client, "webhook-other", &label).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &shop);
+
+    // A policy created after graceful started governs pods within a second.
+    cluster.apply_ok(&shop, POLICY);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pod = pods
+        .create(&PostParams::default(), &bare_pod("first", "web"))
+        .await
+        .unwrap();
+    assert_governed(&pod, false);
+
+    // A Deployment whose pod template names the policy.
+    cluster.apply_ok(&shop, &deployment("templated", Some("web")));
+    for pod in new_pods(&client, &shop, "templated", &[]).await {
+        assert_governed(&pod, true);
+    }
+
+    // A Deployment annotated with kubectl: its next rollout is governed.
+    cluster.apply_ok(&shop, &deployment("annotated", None));
+    let before = new_pods(&client, &shop, "annotated", &[]).await;
+    before.iter().for_each(assert_untouched);
+    cluster.kubectl_ok(&[
+        "annotate",
+        "-n",
+        &shop,
+        "deployment",
+        "annotated",
+        "graceful.dev/policy=web",
+    ]);
+    cluster.kubectl_ok(&["rollout", "restart", "-n", &shop, "deployment", "annotated"]);
+    for pod in new_pods(&client, &shop, "annotated", &names(&before)).await {
+        assert_governed(&pod, true);
+    }
+
+    // A policy never governs pods of another namespace.
+    let elsewhere = Api::<Pod>::namespaced(client.clone(), &other)
+        .create(&PostParams::default(), &bare_pod("elsewhere", "web"))
+        .await
+        .unwrap();
+    assert_untouched(&elsewhere);
+
+    // With graceful stopped, pods are still created, unpatched.
+    drop(graceful);
+    let created = pods
+        .create(&PostParams::default(), &bare_pod("without-graceful", "web"))
+        .await
+        .unwrap();
+    assert_untouched(&created);
+
+    cluster.kubectl_ok(&["delete", "mutatingwebhookconfiguration", &config]);
+    for namespace in [&shop, &other] {
+        cluster.kubectl_ok(&["delete", "namespace", namespace, "--wait=false"]);
+    }
+}
