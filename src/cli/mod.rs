@@ -20,7 +20,8 @@ enum Command {
     Crd,
     /// Show what graceful does to the pods of a manifest, offline.
     Mutate(mutate::Args),
-    /// Serve the admission webhook (HTTPS) and health and metrics (HTTP).
+    /// Serve the admission webhook, report bad shutdowns in policy status, and serve
+    /// health and metrics.
     Run(run::Args),
 }
 
