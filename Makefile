@@ -1,5 +1,8 @@
 # Entry points; README.md names the two that matter: the demo and `make test`.
 
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
 .PHONY: demo test lint build cluster-build crds bench
 
 # graceful's main job: what it does to a Deployment, before anything is installed.
@@ -9,7 +12,9 @@ demo:
 # Everything CI runs: formatting, lints, unit, property, golden and integration tests,
 # the latter against a real kube-apiserver built from Go modules (e2e/).
 test: lint cluster-build
-	tests/with-cluster cargo test --all-targets
+	mkdir -p target
+	tests/with-cluster cargo test --all-targets 2>&1 | tee target/test.log
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' target/test.log
 
 lint:
 	cargo fmt --all -- --check
