@@ -162,4 +162,6 @@ fn round2(value: f64) -> f64 {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -1,56 +1,16 @@
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, Pod,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde_json::json;
 
 use super::report::{PolicyFacts, RECENT_LIMIT, Report};
 use super::tracker::{ObservedPod, PolicyRef, Tracker};
 use crate::api::{GracefulPolicyStatus, Mode, PodCounts};
+use crate::shutdown::fixtures::{at, running, status as container, terminated};
 use crate::shutdown::{Budget, Deletion, Finding};
 
 const BUDGET: Budget = Budget {
     pre_stop_sleep_seconds: 5,
     shutdown_budget_seconds: 25,
 };
-
-fn at(second: i64) -> Time {
-    Time(Timestamp::from_second(1_000_000 + second).unwrap())
-}
-
-fn terminated(exit_code: i32, reason: &str, finished: i64) -> ContainerState {
-    ContainerState {
-        terminated: Some(ContainerStateTerminated {
-            exit_code,
-            reason: Some(reason.into()),
-            finished_at: Some(at(finished)),
-            ..ContainerStateTerminated::default()
-        }),
-        ..ContainerState::default()
-    }
-}
-
-fn running() -> ContainerState {
-    ContainerState {
-        running: Some(ContainerStateRunning::default()),
-        ..ContainerState::default()
-    }
-}
-
-fn container(
-    state: ContainerState,
-    last: Option<ContainerState>,
-    restarts: i32,
-) -> ContainerStatus {
-    ContainerStatus {
-        name: "app".into(),
-        state: Some(state),
-        last_state: last,
-        restart_count: restarts,
-        ..ContainerStatus::default()
-    }
-}
 
 fn pod(containers: Vec<ContainerStatus>) -> ObservedPod {
     ObservedPod {

@@ -1,44 +1,7 @@
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::api::core::v1::ContainerState;
 
+use super::fixtures::{at, running, status, terminated};
 use super::*;
-
-/// Seconds after the deletion began (T = 1000 s after the epoch).
-fn at(seconds: f64) -> Time {
-    Time(Timestamp::from_millisecond(1_000_000 + (seconds * 1000.0) as i64).unwrap())
-}
-
-fn terminated(exit_code: i32, reason: &str, finished: f64) -> ContainerState {
-    ContainerState {
-        terminated: Some(ContainerStateTerminated {
-            exit_code,
-            reason: Some(reason.into()),
-            finished_at: Some(at(finished)),
-            ..ContainerStateTerminated::default()
-        }),
-        ..ContainerState::default()
-    }
-}
-
-fn running() -> ContainerState {
-    ContainerState {
-        running: Some(ContainerStateRunning::default()),
-        ..ContainerState::default()
-    }
-}
-
-fn status(state: ContainerState, last: Option<ContainerState>, restarts: i32) -> ContainerStatus {
-    ContainerStatus {
-        name: "app".into(),
-        state: Some(state),
-        last_state: last,
-        restart_count: restarts,
-        ..ContainerStatus::default()
-    }
-}
 
 /// sleep 5 + budget 25 + margin 5: the grace period is 35 s.
 const BUDGET: Budget = Budget {
@@ -48,7 +11,7 @@ const BUDGET: Budget = Budget {
 
 fn deletion() -> Deletion {
     Deletion {
-        deadline: at(35.0),
+        deadline: at(35),
         grace_period_seconds: 35,
     }
 }
@@ -68,7 +31,7 @@ fn measured(state: ContainerState) -> Option<(f64, bool, bool)> {
 #[test]
 fn a_shutdown_inside_the_budget_is_measured_after_the_sleep() {
     assert_eq!(
-        measured(terminated(0, "Completed", 8.0)),
+        measured(terminated(0, "Completed", 8)),
         Some((3.0, false, false))
     );
 }
@@ -76,7 +39,7 @@ fn a_shutdown_inside_the_budget_is_measured_after_the_sleep() {
 #[test]
 fn a_shutdown_longer_than_the_budget_is_over_budget() {
     assert_eq!(
-        measured(terminated(0, "Completed", 31.0)),
+        measured(terminated(0, "Completed", 31)),
         Some((26.0, false, true))
     );
 }
@@ -84,12 +47,12 @@ fn a_shutdown_longer_than_the_budget_is_over_budget() {
 #[test]
 fn a_sigkill_at_the_deadline_always_counts() {
     assert_eq!(
-        measured(terminated(137, "Error", 35.0)),
+        measured(terminated(137, "Error", 35)),
         Some((30.0, true, true))
     );
     // finishedAt is rounded to the second: a kill just before the deadline counts too.
     assert_eq!(
-        measured(terminated(137, "Error", 34.0)),
+        measured(terminated(137, "Error", 34)),
         Some((29.0, true, true))
     );
 }
@@ -97,45 +60,45 @@ fn a_sigkill_at_the_deadline_always_counts() {
 #[test]
 fn a_sigkill_long_before_the_deadline_is_not_the_kubelets() {
     assert_eq!(
-        measured(terminated(137, "Error", 10.0)),
+        measured(terminated(137, "Error", 10)),
         Some((5.0, false, false))
     );
 }
 
 #[test]
 fn an_oom_kill_during_shutdown_is_not_a_deadline_kill() {
-    let (_, killed, _) = measured(terminated(137, "OOMKilled", 35.0)).unwrap();
+    let (_, killed, _) = measured(terminated(137, "OOMKilled", 35)).unwrap();
     assert!(!killed);
 }
 
 #[test]
 fn a_container_that_ended_before_the_deletion_or_still_runs_is_no_shutdown() {
-    assert_eq!(measured(terminated(0, "Completed", -3.0)), None);
+    assert_eq!(measured(terminated(0, "Completed", -3)), None);
     assert_eq!(measured(running()), None);
 }
 
 #[test]
 fn an_oom_kill_is_reported_once_it_shows() {
-    let findings = incidents(&status(terminated(137, "OOMKilled", 2.0), None, 0), Some(0));
+    let findings = incidents(&status(terminated(137, "OOMKilled", 2), None, 0), Some(0));
     assert_eq!(
         findings,
         [Finding::OomKilled {
             container: "app".into(),
-            at: at(2.0)
+            at: at(2)
         }]
     );
 }
 
 #[test]
 fn a_clean_exit_labelled_oomkilled_is_not_an_oom_kill() {
-    let findings = incidents(&status(terminated(0, "OOMKilled", 2.0), None, 0), Some(0));
+    let findings = incidents(&status(terminated(0, "OOMKilled", 2), None, 0), Some(0));
     assert!(findings.is_empty(), "{findings:?}");
 }
 
 #[test]
 fn restarts_since_last_seen_are_counted_with_the_last_reason() {
     let findings = incidents(
-        &status(running(), Some(terminated(1, "Error", 4.0)), 3),
+        &status(running(), Some(terminated(1, "Error", 4)), 3),
         Some(1),
     );
     assert_eq!(
@@ -144,7 +107,7 @@ fn restarts_since_last_seen_are_counted_with_the_last_reason() {
             container: "app".into(),
             count: 2,
             reason: Some("Error".into()),
-            at: Some(at(4.0)),
+            at: Some(at(4)),
         }]
     );
 }
@@ -152,7 +115,7 @@ fn restarts_since_last_seen_are_counted_with_the_last_reason() {
 #[test]
 fn a_restart_after_an_oom_kill_is_both() {
     let findings = incidents(
-        &status(running(), Some(terminated(137, "OOMKilled", 4.0)), 1),
+        &status(running(), Some(terminated(137, "OOMKilled", 4)), 1),
         Some(0),
     );
     assert!(matches!(findings[0], Finding::OomKilled { .. }));
@@ -161,16 +124,13 @@ fn a_restart_after_an_oom_kill_is_both() {
 
 #[test]
 fn an_old_oom_in_last_state_is_not_news_without_a_new_restart() {
-    let seen = status(running(), Some(terminated(137, "OOMKilled", 4.0)), 1);
+    let seen = status(running(), Some(terminated(137, "OOMKilled", 4)), 1);
     assert!(incidents(&seen, Some(1)).is_empty());
 }
 
 #[test]
 fn restarts_before_a_container_was_first_seen_are_not_news() {
-    let findings = incidents(
-        &status(running(), Some(terminated(1, "Error", 4.0)), 5),
-        None,
-    );
+    let findings = incidents(&status(running(), Some(terminated(1, "Error", 4)), 5), None);
     assert!(findings.is_empty());
 }
 
