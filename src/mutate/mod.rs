@@ -165,8 +165,20 @@ impl<'a> ContainerPath<'a> {
         }
     }
 
-    fn field(&self, rest: &str) -> String {
-        format!("spec.containers[{}].{rest}", self.name)
+    /// `spec.containers[NAME].` followed by `rest`, joined by hand: up to six of these
+    /// per container and admission, where `format!` would cost more than the rest of
+    /// the record.
+    fn field(&self, rest: &[&str]) -> String {
+        const PREFIX: &str = "spec.containers[";
+        let len = PREFIX.len() + self.name.len() + 2 + rest.iter().map(|r| r.len()).sum::<usize>();
+        let mut field = String::with_capacity(len);
+        field.push_str(PREFIX);
+        field.push_str(self.name);
+        field.push_str("].");
+        for part in rest {
+            field.push_str(part);
+        }
+        field
     }
 }
 
@@ -227,7 +239,7 @@ impl<'a> Edit<'a> {
             }
             _ => {}
         }
-        let field = at.field("lifecycle.preStop");
+        let field = at.field(&["lifecycle.preStop"]);
         if lifecycle.is_some() {
             let tokens = ["spec", "containers", &at.index, "lifecycle", "preStop"];
             self.change(&tokens, hook.clone(), field, current.cloned());
@@ -261,7 +273,7 @@ impl<'a> Edit<'a> {
                         continue;
                     }
                     let tokens = ["spec", "containers", &at.index, "readinessProbe", name];
-                    let field = at.field(&format!("readinessProbe.{name}"));
+                    let field = at.field(&["readinessProbe.", name]);
                     self.change(&tokens, json!(want), field, have.map(|h| json!(h)));
                 }
             }
@@ -282,7 +294,7 @@ impl<'a> Edit<'a> {
                 self.change(
                     &tokens,
                     Value::Object(value),
-                    at.field("readinessProbe"),
+                    at.field(&["readinessProbe"]),
                     None,
                 );
             }
