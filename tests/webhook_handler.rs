@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use futures::future::BoxFuture;
-use graceful::api::{GracefulPolicy, GracefulPolicySpec, Mode, Readiness};
+use graceful::api::Mode;
 use graceful::metrics::Metrics;
 use graceful::mutate::Capabilities;
 use graceful::resolve::Owner;
@@ -23,26 +23,6 @@ use http_body_util::BodyExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-fn policy(name: &str, mode: Mode, selector: Option<LabelSelector>) -> GracefulPolicy {
-    let mut policy = GracefulPolicy::new(
-        name,
-        GracefulPolicySpec {
-            selector,
-            mode,
-            readiness: Some(Readiness {
-                period_seconds: Some(2),
-                failure_threshold: Some(1),
-                timeout_seconds: Some(1),
-                probe: None,
-            }),
-            ..GracefulPolicySpec::default()
-        },
-    );
-    policy.spec.drain.shutdown_budget_seconds = 25;
-    policy.metadata.namespace = Some("shop".into());
-    policy
-}
 
 fn meta(name: &str, policy: Option<&str>, controller: Option<(&str, &str, &str)>) -> ObjectMeta {
     ObjectMeta {
@@ -67,8 +47,8 @@ fn meta(name: &str, policy: Option<&str>, controller: Option<(&str, &str, &str)>
 fn caches(metrics: Arc<Metrics>) -> Arc<Caches> {
     let caches = Caches::new(None, metrics);
     caches.policies_listed(&[
-        policy("web", Mode::Enforce, None),
-        policy("observe", Mode::Audit, None),
+        fixtures::policy("web", Mode::Enforce, None),
+        fixtures::policy("observe", Mode::Audit, None),
     ]);
     for kind in Kind::ALL {
         caches.owners_listed(kind, Vec::new());
@@ -280,8 +260,8 @@ async fn selector_conflicts_are_reported() {
     let caches = Caches::new(None, metrics.clone());
     let all = || Some(LabelSelector::default());
     caches.policies_listed(&[
-        policy("first", Mode::Enforce, all()),
-        policy("second", Mode::Enforce, all()),
+        fixtures::policy("first", Mode::Enforce, all()),
+        fixtures::policy("second", Mode::Enforce, all()),
     ]);
     let mut pod = fixtures::three_container_pod();
     pod["metadata"]["ownerReferences"] = json!([]);
@@ -335,7 +315,7 @@ async fn a_policy_that_cannot_be_used_admits_unchanged() {
         "matchExpressions": [{"key": "app", "operator": "In"}]
     }))
     .unwrap();
-    caches.policies_listed(&[policy("web", Mode::Enforce, Some(broken))]);
+    caches.policies_listed(&[fixtures::policy("web", Mode::Enforce, Some(broken))]);
     let response = answer(
         app_with(Arc::new(caches), metrics.clone()),
         fixtures::review("CREATE", false, &pod_with_policy("web")),

@@ -6,7 +6,7 @@
 mod fixtures;
 
 use base64::Engine;
-use graceful::api::{GracefulPolicy, GracefulPolicySpec, Mode, Readiness};
+use graceful::api::Mode;
 use graceful::mutate::{Capabilities, PodView};
 use graceful::resolve::{Owner, Source};
 use graceful::webhook::admit::{Decision, decide};
@@ -16,26 +16,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
-
-fn policy(name: &str, mode: Mode, selector: Option<LabelSelector>) -> GracefulPolicy {
-    let mut policy = GracefulPolicy::new(
-        name,
-        GracefulPolicySpec {
-            selector,
-            mode,
-            readiness: Some(Readiness {
-                period_seconds: Some(2),
-                failure_threshold: Some(1),
-                timeout_seconds: None,
-                probe: None,
-            }),
-            ..GracefulPolicySpec::default()
-        },
-    );
-    policy.spec.drain.shutdown_budget_seconds = 40;
-    policy.metadata.namespace = Some("shop".into());
-    policy
-}
 
 fn deployment(policy: Option<&str>) -> Vec<Owner> {
     let owner = |kind: &str, name: &str, policy: Option<&str>| Owner {
@@ -97,13 +77,17 @@ fn fast(body: &[u8], policies: &NamespacePolicies, owners: &[Owner]) -> (Decisio
 fn the_fast_path_decides_and_answers_exactly_like_the_typed_path() {
     let policy_sets = [
         vec![
-            policy("web", Mode::Enforce, None),
-            policy("observe", Mode::Audit, None),
+            fixtures::policy("web", Mode::Enforce, None),
+            fixtures::policy("observe", Mode::Audit, None),
         ],
-        vec![policy("web", Mode::Audit, Some(LabelSelector::default()))],
+        vec![fixtures::policy(
+            "web",
+            Mode::Audit,
+            Some(LabelSelector::default()),
+        )],
         vec![
-            policy("web", Mode::Enforce, Some(LabelSelector::default())),
-            policy("all", Mode::Enforce, Some(LabelSelector::default())),
+            fixtures::policy("web", Mode::Enforce, Some(LabelSelector::default())),
+            fixtures::policy("all", Mode::Enforce, Some(LabelSelector::default())),
         ],
         vec![],
     ];
