@@ -123,6 +123,14 @@ impl Graceful {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("graceful.log")).unwrap_or_default()
     }
