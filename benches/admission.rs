@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
-use graceful::api::{GracefulPolicy, GracefulPolicySpec, Readiness};
+use graceful::api::Mode;
 use graceful::metrics::Metrics;
 use graceful::mutate::Capabilities;
 use graceful::webhook::owners::Kind;
@@ -23,19 +23,8 @@ use tower::ServiceExt;
 
 fn caches(metrics: Arc<Metrics>) -> Arc<Caches> {
     let caches = Caches::new(None, metrics);
-    let mut policy = GracefulPolicy::new(
-        "web",
-        GracefulPolicySpec {
-            readiness: Some(Readiness {
-                period_seconds: Some(2),
-                failure_threshold: Some(1),
-                timeout_seconds: Some(1),
-                probe: None,
-            }),
-            ..GracefulPolicySpec::default()
-        },
-    );
-    policy.metadata.namespace = Some("shop".into());
+    // The fixture's 25 s budget gives a 35 s grace period: one more change to write.
+    let policy = fixtures::policy("web", Mode::Enforce, None);
     caches.policies_listed(&[policy]);
     let meta = |name: &str, annotation: Option<&str>, owner: Option<&str>| ObjectMeta {
         name: Some(name.into()),

@@ -20,14 +20,6 @@ use support::graceful::Graceful;
 /// turns, so that only their own instance writes it.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const POLICY: &str = r#"
-apiVersion: graceful.dev/v1alpha1
-kind: GracefulPolicy
-metadata: {name: web}
-spec:
-  drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 25, safetyMarginSeconds: 5}
-"#;
-
 /// The record the webhook would have left on a pod it mutated.
 const RECORD: &str = r#"{"policy":"web","mode":"Enforce","preStopSleepSeconds":5,"shutdownBudgetSeconds":25,"changes":[{"field":"spec.terminationGracePeriodSeconds","from":30,"to":35}]}"#;
 
@@ -167,7 +159,7 @@ async fn violations_land_in_status_conditions_and_events_once() {
     let cluster = support::cluster();
     let client = cluster.client().await;
     let ns = support::namespace(&client, "reconcile").await;
-    cluster.apply_ok(&ns, POLICY);
+    cluster.apply_ok(&ns, support::POLICY);
     let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
     let kubelet = Kubelet::new(&client, &ns).await;
     let graceful = Graceful::start(cluster, "reconcile", &[]);
@@ -290,7 +282,7 @@ async fn the_status_follows_the_generation_and_the_mode() {
     let cluster = support::cluster();
     let client = cluster.client().await;
     let ns = support::namespace(&client, "generation").await;
-    cluster.apply_ok(&ns, POLICY);
+    cluster.apply_ok(&ns, support::POLICY);
     let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
     let graceful = Graceful::start(cluster, "generation", &[]);
     let status = status_where(&policies, "Ready", |s| condition(s, "Ready").0 == "True").await;

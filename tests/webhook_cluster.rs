@@ -54,15 +54,6 @@ async fn test_namespace(cluster: &Cluster, client: &Client, prefix: &str, label:
     namespace
 }
 
-const POLICY: &str = r#"
-apiVersion: graceful.dev/v1alpha1
-kind: GracefulPolicy
-metadata: {name: web}
-spec:
-  drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 25, safetyMarginSeconds: 5}
-  readiness: {periodSeconds: 2, failureThreshold: 1, timeoutSeconds: 1}
-"#;
-
 fn deployment(name: &str, template_annotation: Option<&str>) -> String {
     let annotations = template_annotation
         .map(|p| format!("annotations: {{graceful.dev/policy: {p}}}"))
@@ -190,7 +181,7 @@ async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &shop);
 
     // A policy created after graceful started governs pods within a second.
-    cluster.apply_ok(&shop, POLICY);
+    cluster.apply_ok(&shop, support::POLICY);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pod = pods
         .create(&PostParams::default(), &bare_pod("first", "web"))

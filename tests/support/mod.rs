@@ -16,6 +16,17 @@ use kube::{Client, Config};
 
 pub mod graceful;
 
+/// The policy `web` the integration tests apply: a 5 s sleep, a 25 s budget and a 5 s
+/// margin (a 35 s grace period), and fast readiness probes.
+pub const POLICY: &str = r#"
+apiVersion: graceful.dev/v1alpha1
+kind: GracefulPolicy
+metadata: {name: web}
+spec:
+  drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 25, safetyMarginSeconds: 5}
+  readiness: {periodSeconds: 2, failureThreshold: 1, timeoutSeconds: 1}
+"#;
+
 /// Names a running cluster's admin kubeconfig to use instead of starting one.
 pub const KUBECONFIG_ENV: &str = "GRACEFUL_TEST_KUBECONFIG";
 
