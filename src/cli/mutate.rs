@@ -2,7 +2,6 @@
 //! installed. Resolution and mutation are exactly the webhook's; a workload stands in
 //! for the owner chain of the pods it would create.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -10,10 +9,11 @@ use anyhow::{Context, bail};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use crate::api::GracefulPolicy;
+use crate::api::{GracefulPolicy, POLICY_KEY};
 use crate::manifest::{self, Workload};
-use crate::mutate::{Capabilities, Governing, mutate};
+use crate::mutate::{Capabilities, Governing, Mutation, mutate};
 use crate::resolve::{Candidate, Resolution, Subject, resolve};
+use crate::webhook::policies::PolicyIndex;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -65,14 +65,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         policies.extend(found);
     }
     policies.extend(policies_in(&args.file, &documents)?);
-    let namespaces = Namespaces::new(&policies)?;
+    // Offline, a policy that cannot be used is an error in the user's files.
+    for policy in &policies {
+        Candidate::from_policy(policy)
+            .with_context(|| format!("GracefulPolicy {}: spec.selector", policy.name_any()))?;
+    }
+    let index = PolicyIndex::build(&policies);
 
     let mut patches = Vec::new();
     for (number, document) in &mut documents {
         let found = manifest::workload(*number, document)
             .with_context(|| args.file.display().to_string())?;
         let Some(workload) = found else { continue };
-        let Some((policy, mutation)) = namespaces.mutate(&workload, caps) else {
+        let Some((policy, mutation)) = govern(&index, &workload, caps) else {
             continue;
         };
         for warning in &mutation.warnings {
@@ -130,64 +135,37 @@ fn policies_in(file: &Path, documents: &[(usize, Value)]) -> anyhow::Result<Vec<
     Ok(policies)
 }
 
-/// The policies of each namespace, ready for resolution.
-struct Namespaces<'a> {
-    by_namespace: BTreeMap<String, (Vec<Candidate>, Vec<&'a GracefulPolicy>)>,
-}
-
-impl<'a> Namespaces<'a> {
-    fn new(policies: &'a [GracefulPolicy]) -> anyhow::Result<Self> {
-        let mut by_namespace: BTreeMap<String, (Vec<Candidate>, Vec<&'a GracefulPolicy>)> =
-            BTreeMap::new();
-        for policy in policies {
-            let candidate = Candidate::from_policy(policy)
-                .with_context(|| format!("GracefulPolicy {}: spec.selector", policy.name_any()))?;
-            let entry = by_namespace
-                .entry(policy.namespace().unwrap_or_default())
-                .or_default();
-            entry.0.push(candidate);
-            entry.1.push(policy);
-        }
-        Ok(Self { by_namespace })
+/// The governing policy's name and the mutation, or `None` (with a word on standard
+/// error) for a workload no policy governs.
+fn govern(
+    index: &PolicyIndex,
+    workload: &Workload,
+    caps: Capabilities,
+) -> Option<(String, Mutation)> {
+    let policies = index.get(&workload.namespace).unwrap_or_default();
+    let subject = Subject {
+        source: &workload.source,
+        labels: workload.pod.labels(),
+        annotation: workload.pod.annotation(POLICY_KEY),
+        owners: &workload.owners,
+    };
+    let resolution = resolve(subject, &policies.candidates);
+    if let Some(conflict) = resolution.conflict() {
+        eprintln!("graceful: {}: {conflict}", workload.source);
     }
-
-    /// The governing policy's name and the mutation, or `None` (with a word on
-    /// standard error) for a workload no policy governs.
-    fn mutate(
-        &self,
-        workload: &Workload,
-        caps: Capabilities,
-    ) -> Option<(String, crate::mutate::Mutation)> {
-        let (candidates, policies) = self
-            .by_namespace
-            .get(&workload.namespace)
-            .map(|(c, p)| (c.as_slice(), p.as_slice()))
-            .unwrap_or_default();
-        let subject = Subject {
-            source: &workload.source,
-            labels: workload.pod.labels(),
-            annotation: workload.pod.annotation(crate::api::POLICY_KEY),
-            owners: &workload.owners,
-        };
-        let resolution = resolve(subject, candidates);
-        if let Some(conflict) = resolution.conflict() {
-            eprintln!("graceful: {}: {conflict}", workload.source);
+    let policy = match resolution {
+        Resolution::Governed { policy, .. } => policy,
+        Resolution::NotGoverned(why) => {
+            eprintln!("graceful: {}: not governed: {why}", workload.source);
+            return None;
         }
-        let policy = match resolution {
-            Resolution::Governed { policy, .. } => policy,
-            Resolution::NotGoverned(why) => {
-                eprintln!("graceful: {}: not governed: {why}", workload.source);
-                return None;
-            }
-        };
-        let spec = &policies.iter().find(|p| p.name_any() == policy.name)?.spec;
-        let governing = Governing {
-            name: &policy.name,
-            spec,
-        };
-        Some((
-            policy.name.clone(),
-            mutate(&workload.pod, &workload.root, governing, caps),
-        ))
-    }
+    };
+    let governing = Governing {
+        name: &policy.name,
+        spec: policies.spec(&policy.name)?,
+    };
+    Some((
+        policy.name.clone(),
+        mutate(&workload.pod, &workload.root, governing, caps),
+    ))
 }

@@ -302,13 +302,20 @@ impl Reconciler {
     /// The statuses that differ from what the policies show.
     fn statuses_to_write(&self) -> Vec<(Arc<GracefulPolicy>, GracefulPolicyStatus)> {
         let mut state = self.state();
+        if state.dirty.is_empty() {
+            return Vec::new();
+        }
         let dirty: Vec<PolicyRef> = state.dirty.drain().collect();
-        let mut counts: HashMap<&PolicyRef, PodCounts> = HashMap::new();
-        let members: Vec<(PolicyRef, bool)> = state.members.values().cloned().collect();
-        for (policy, mutated) in &members {
-            let count = counts.entry(policy).or_default();
-            count.matched += 1;
-            count.mutated += i64::from(*mutated);
+        // Pods are counted for the policies about to be written only.
+        let mut counts: HashMap<PolicyRef, PodCounts> = dirty
+            .iter()
+            .map(|key| (key.clone(), PodCounts::default()))
+            .collect();
+        for (policy, mutated) in state.members.values() {
+            if let Some(count) = counts.get_mut(policy) {
+                count.matched += 1;
+                count.mutated += i64::from(*mutated);
+            }
         }
         let now = now();
         let mut writes = Vec::new();
@@ -325,7 +332,7 @@ impl Reconciler {
                 invalid: Candidate::from_policy(&policy)
                     .err()
                     .map(|error| format!("spec.selector: {error}")),
-                pods: counts.get(&key).cloned().unwrap_or_default(),
+                pods: counts.remove(&key).unwrap_or_default(),
             };
             let report = state.reports.entry(key).or_insert_with(|| {
                 Report::restore(policy.status.as_ref(), self.settings.window_seconds)

@@ -178,7 +178,7 @@ pub fn decide(
     }
 }
 
-fn not_governed(uid: String, warnings: Vec<String>) -> Decision {
+pub fn not_governed(uid: String, warnings: Vec<String>) -> Decision {
     Decision {
         answer: Answer {
             uid,

@@ -140,16 +140,15 @@ impl Webhook {
         let policies = match self.lookup.policies(&namespace) {
             Ok(Some(policies)) => policies,
             // A namespace without policies is answered at once.
-            Ok(None) => Arc::new(NamespacePolicies::default()),
+            Ok(None) => return admit::not_governed(uid, Vec::new()),
             Err(error) => return Decision::fail_open(uid, Failure::NotSynced, &error.to_string()),
         };
-        // The pod's own annotation is the nearest, so owners matter only without it,
-        // and only when the namespace has a policy to govern it.
+        // The pod's own annotation is the nearest, so owners matter only without it.
         let controller = pod
             .controller()
             .and_then(|r| Some((Kind::of(&r.api_version, &r.kind)?, r.name.as_str())));
         let owners = match controller {
-            Some(controller) if !policies.is_empty() && pod.annotation(POLICY_KEY).is_none() => {
+            Some(controller) if pod.annotation(POLICY_KEY).is_none() => {
                 match self.lookup.owners(&namespace, controller).await {
                     Ok(owners) => owners,
                     Err(why) => return Decision::fail_open(uid, Failure::Owners, &why),
