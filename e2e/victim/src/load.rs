@@ -1,0 +1,356 @@
+//! The load loop: open loop at a fixed rate (request i leaves at start + i/rate whatever
+//! happened to the ones before), each request on its own connection with a timeout, so a
+//! run always ends by duration + timeout. It counts what came back and, with a counter,
+//! compares what the app recorded with what it answered.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::{Method, Uri};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::client::{self, Failure};
+use crate::counter::CounterClient;
+
+pub struct Plan {
+    pub url: Uri,
+    /// Requests per second, > 0.
+    pub rate: f64,
+    pub duration: Duration,
+    pub timeout: Duration,
+    /// Reset before the run and read after it.
+    pub counter: Option<CounterClient>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub url: String,
+    pub rate: f64,
+    pub duration_seconds: f64,
+    pub timeout_seconds: f64,
+    pub sent: u64,
+    /// 2xx answers.
+    pub ok: u64,
+    pub non_2xx: u64,
+    /// Refused, reset or closed before a whole answer.
+    pub connection_errors: u64,
+    pub timeouts: u64,
+    /// Non-2xx answers by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Connection errors by kind ("connect: connection refused").
+    pub errors: BTreeMap<String, u64>,
+    /// Of the answered requests, in milliseconds.
+    pub latency_ms: Latency,
+    pub elapsed_seconds: f64,
+    /// What the app recorded during the run (absent without a counter).
+    pub counter: Option<u64>,
+    /// counter - ok: above zero, work done whose answer was lost; below, answers for work
+    /// never recorded.
+    pub counter_minus_ok: Option<i64>,
+    /// Every request answered 2xx and, with a counter, recorded exactly once.
+    pub lossless: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+enum Outcome {
+    Answered { status: u16, millis: f64 },
+    Failed(Failure),
+}
+
+pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
+    // A bad URL is the caller's mistake, not a thousand connection errors.
+    client::authority(&plan.url)?;
+    if let Some(counter) = &plan.counter {
+        counter.reset().await.context("resetting the counter")?;
+    }
+    let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+    let start = Instant::now();
+    let mut requests = JoinSet::new();
+    for i in 0..total {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / plan.rate)).await;
+        let url = plan.url.clone();
+        let timeout = plan.timeout;
+        requests.spawn(async move {
+            let sent = Instant::now();
+            match client::send(Method::POST, &url, timeout).await {
+                Ok(response) => Outcome::Answered {
+                    status: response.status.as_u16(),
+                    millis: sent.elapsed().as_secs_f64() * 1000.0,
+                },
+                Err(failure) => Outcome::Failed(failure),
+            }
+        });
+    }
+    let mut summary = Summary {
+        url: plan.url.to_string(),
+        rate: plan.rate,
+        duration_seconds: plan.duration.as_secs_f64(),
+        timeout_seconds: plan.timeout.as_secs_f64(),
+        sent: total,
+        ok: 0,
+        non_2xx: 0,
+        connection_errors: 0,
+        timeouts: 0,
+        statuses: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        latency_ms: Latency::default(),
+        elapsed_seconds: 0.0,
+        counter: None,
+        counter_minus_ok: None,
+        lossless: false,
+    };
+    let mut latencies = Vec::new();
+    while let Some(outcome) = requests.join_next().await {
+        match outcome.context("a request task failed")? {
+            Outcome::Answered { status, millis } => {
+                latencies.push(millis);
+                if (200..300).contains(&status) {
+                    summary.ok += 1;
+                } else {
+                    summary.non_2xx += 1;
+                    *summary.statuses.entry(status).or_default() += 1;
+                }
+            }
+            Outcome::Failed(Failure::Timeout) => summary.timeouts += 1,
+            Outcome::Failed(failure) => {
+                summary.connection_errors += 1;
+                *summary.errors.entry(failure.to_string()).or_default() += 1;
+            }
+        }
+    }
+    summary.elapsed_seconds = start.elapsed().as_secs_f64();
+    summary.latency_ms = latency(&mut latencies);
+    if let Some(counter) = &plan.counter {
+        let count = counter.read().await.context("reading the counter")?.count;
+        summary.counter = Some(count);
+        // The count comes from another process: saturate rather than wrap.
+        let difference = i128::from(count) - i128::from(summary.ok);
+        summary.counter_minus_ok = Some(difference.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
+    }
+    summary.lossless = summary.ok == summary.sent && summary.counter_minus_ok.unwrap_or(0) == 0;
+    Ok(summary)
+}
+
+/// Nearest-rank percentiles.
+fn latency(millis: &mut [f64]) -> Latency {
+    millis.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        let i = ((p * millis.len() as f64).ceil() as usize).saturating_sub(1);
+        millis.get(i).copied().unwrap_or_default()
+    };
+    Latency {
+        p50: rank(0.50),
+        p99: rank(0.99),
+        max: millis.last().copied().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn plan(url: String, rate: f64, duration: Duration, timeout: Duration) -> Plan {
+        Plan {
+            url: url.parse().unwrap(),
+            rate,
+            duration,
+            timeout,
+            counter: None,
+        }
+    }
+
+    /// A port where nothing listens.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_url_that_is_not_http_is_refused_before_sending() {
+        let error = run(plan(
+            "https://127.0.0.1/incr".to_owned(),
+            10.0,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ))
+        .await
+        .unwrap_err();
+        assert_eq!(error.to_string(), "bad url: https://127.0.0.1/incr");
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_counted_as_connection_errors() {
+        let url = format!("http://127.0.0.1:{}/incr", closed_port());
+        let summary = run(plan(
+            url,
+            50.0,
+            Duration::from_millis(200),
+            Duration::from_secs(2),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                summary.sent,
+                summary.ok,
+                summary.connection_errors,
+                summary.timeouts
+            ),
+            (10, 0, 10, 0)
+        );
+        assert_eq!(
+            summary.errors,
+            BTreeMap::from([("connect: connection refused".to_owned(), 10)])
+        );
+        assert!(!summary.lossless);
+    }
+
+    /// Answers the k-th connection by k % 4: 200, 503, closes without an answer, or
+    /// never answers. Returns its address and the number of connections accepted.
+    async fn mixed_server() -> (String, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let seen = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let k = seen.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = [0u8; 1024];
+                    let _ = socket.read(&mut head).await;
+                    let answer: &[u8] = match k % 4 {
+                        0 => b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                        1 => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+                        2 => return, // dropped: closed before any answer
+                        _ => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
+                        }
+                    };
+                    let _ = socket.write_all(answer).await;
+                });
+            }
+        });
+        (format!("http://{addr}/incr"), accepted)
+    }
+
+    #[tokio::test]
+    async fn answers_errors_and_timeouts_are_told_apart() {
+        let (url, _) = mixed_server().await;
+        let summary = run(plan(
+            url,
+            40.0,
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(summary.sent, 8);
+        assert_eq!(
+            (
+                summary.ok,
+                summary.non_2xx,
+                summary.connection_errors,
+                summary.timeouts
+            ),
+            (2, 2, 2, 2)
+        );
+        assert_eq!(summary.statuses, BTreeMap::from([(503, 2)]));
+        assert_eq!(
+            summary.errors,
+            BTreeMap::from([(
+                "exchange: connection closed before message completed".to_owned(),
+                2
+            )])
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_leave_on_schedule_while_earlier_ones_hang() {
+        let (url, accepted) = mixed_server().await;
+        let started = Instant::now();
+        // A closed loop would stall at the first hanging request (the 4th, at 0.15 s)
+        // until its timeout (2.15 s); an open loop has sent all 20 by 0.95 s, and ends by
+        // duration + timeout.
+        let run = tokio::spawn(run(plan(
+            url,
+            20.0,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        )));
+        while accepted.load(Ordering::SeqCst) < 20 {
+            assert!(
+                started.elapsed() < Duration::from_millis(1900),
+                "not sent on schedule"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let summary = run.await.unwrap().unwrap();
+        assert_eq!(summary.timeouts, 5);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_counter_is_reset_before_and_compared_after() {
+        let counter_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let counter_url = format!("http://{}", counter_listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(counter_listener, crate::counter::router()).await });
+        let counter = CounterClient::new(&counter_url, Duration::from_secs(2)).unwrap();
+        // Left over from an earlier run: must not count in this one.
+        counter.increment("earlier").await.unwrap();
+
+        let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app_url = format!("http://{}/incr", app_listener.local_addr().unwrap());
+        let app = crate::app::App::new(counter.clone(), Duration::from_millis(100));
+        tokio::spawn(
+            async move { axum::serve(app_listener, crate::app::router(Arc::new(app))).await },
+        );
+
+        let mut plan = plan(
+            app_url,
+            50.0,
+            Duration::from_millis(400),
+            Duration::from_secs(2),
+        );
+        plan.counter = Some(counter);
+        let summary = run(plan).await.unwrap();
+        assert_eq!(
+            (summary.sent, summary.ok, summary.counter),
+            (20, 20, Some(20))
+        );
+        assert_eq!(summary.counter_minus_ok, Some(0));
+        assert!(summary.lossless);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut millis: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(
+            latency(&mut millis),
+            Latency {
+                p50: 50.0,
+                p99: 99.0,
+                max: 100.0
+            }
+        );
+        assert_eq!(latency(&mut []), Latency::default());
+    }
+}
