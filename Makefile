@@ -13,12 +13,12 @@ demo:
 # the latter against a real kube-apiserver built from Go modules (e2e/).
 test: lint cluster-build
 	mkdir -p target
-	tests/with-cluster cargo test --all-targets 2>&1 | tee target/test.log
+	tests/with-cluster cargo test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' target/test.log
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 build:
 	cargo build --release
