@@ -35,6 +35,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PolicyLabels {
     namespace: String,
     policy: String,
@@ -63,6 +68,7 @@ pub struct Metrics {
     owner_fetches: Family<ResultLabels, Counter>,
     owner_cache_objects: Gauge,
     tls_reloads: Family<ResultLabels, Counter>,
+    certificate_steps: Family<StepLabels, Counter>,
     shutdown_seconds: HistogramFamily<PolicyLabels>,
     violations: Family<ViolationLabels, Counter>,
     status_writes: Family<ResultLabels, Counter>,
@@ -112,8 +118,14 @@ impl Metrics {
         let tls_reloads = Family::default();
         registry.register(
             "tls_reloads",
-            "Loads of the serving certificate from its files, by result",
+            "Loads of the serving certificate (from its files or graceful's Secret), by result",
             tls_reloads.clone(),
+        );
+        let certificate_steps = Family::default();
+        registry.register(
+            "certificate_steps",
+            "Steps of graceful's own certificate rotation written to its Secret (created, next_published, switched, previous_retired)",
+            certificate_steps.clone(),
         );
         let shutdown_seconds: HistogramFamily<PolicyLabels> =
             Family::new_with_constructor(shutdown_histogram);
@@ -152,6 +164,7 @@ impl Metrics {
             owner_fetches,
             owner_cache_objects,
             tls_reloads,
+            certificate_steps,
         }
     }
 
@@ -181,6 +194,12 @@ impl Metrics {
         let result = if ok { "ok" } else { "error" };
         self.tls_reloads
             .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    pub fn certificate_step(&self, step: &'static str) {
+        self.certificate_steps
+            .get_or_create(&StepLabels { step })
             .inc();
     }
 

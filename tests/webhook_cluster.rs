@@ -6,53 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use support::Cluster;
-use support::graceful::Graceful;
-
-/// Registers the local overlay's MutatingWebhookConfiguration under a name of this
-/// test binary, for namespaces labelled for it only, so that test binaries sharing a
-/// cluster do not see each other's webhooks.
-fn register_webhook(cluster: &Cluster, port: u16, ca_pem: &str, label: &str) -> String {
-    let rendered = cluster.kubectl_ok(&["kustomize", "manifests/overlays/local"]);
-    let mut config: Value = serde_yaml_ng::from_str(&rendered).unwrap();
-    let name = format!("graceful-test-{label}");
-    config["metadata"]["name"] = json!(name);
-    let webhook = &mut config["webhooks"][0];
-    let url = webhook["clientConfig"]["url"].as_str().unwrap().to_owned();
-    assert_eq!(url, "https://127.0.0.1:8443/mutate", "the overlay's URL");
-    webhook["clientConfig"] = json!({
-        "url": format!("https://127.0.0.1:{port}/mutate"),
-        "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
-    });
-    webhook["namespaceSelector"]["matchLabels"] = json!({"graceful.dev/test": label});
-    let output = cluster.kubectl_with_input(
-        &["apply", "-f", "-"],
-        Some(&serde_json::to_string(&config).unwrap()),
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    name
-}
-
-async fn test_namespace(cluster: &Cluster, client: &Client, prefix: &str, label: &str) -> String {
-    let namespace = support::namespace(client, prefix).await;
-    cluster.kubectl_ok(&[
-        "label",
-        "namespace",
-        &namespace,
-        &format!("graceful.dev/test={label}"),
-    ]);
-    namespace
-}
+use support::graceful::{Graceful, governed_pod, labelled_namespace, register_webhook};
 
 fn deployment(name: &str, template_annotation: Option<&str>) -> String {
     let annotations = template_annotation
@@ -79,15 +38,6 @@ spec:
           image: registry.example/sidecar:1.0
 "#
     )
-}
-
-fn bare_pod(name: &str, policy: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "annotations": {"graceful.dev/policy": policy}},
-        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0"}]}
-    }))
-    .unwrap()
 }
 
 /// The pods of `app` other than `except`, once there is at least one.
@@ -175,16 +125,23 @@ async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
         metrics.contains("graceful_owner_cache_objects"),
         "{metrics}"
     );
-    let config = register_webhook(cluster, graceful.webhook_port, &graceful.ca_pem, &label);
-    let shop = test_namespace(cluster, &client, "webhook", &label).await;
-    let other = test_namespace(cluster, &client, "webhook-other", &label).await;
+    let config = format!("graceful-test-{label}");
+    register_webhook(
+        cluster,
+        &config,
+        &[graceful.webhook_port],
+        Some(&graceful.ca_pem),
+        &label,
+    );
+    let shop = labelled_namespace(cluster, &client, "webhook", &label).await;
+    let other = labelled_namespace(cluster, &client, "webhook-other", &label).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &shop);
 
     // A policy created after graceful started governs pods within a second.
     cluster.apply_ok(&shop, support::POLICY);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pod = pods
-        .create(&PostParams::default(), &bare_pod("first", "web"))
+        .create(&PostParams::default(), &governed_pod("first", "web"))
         .await
         .unwrap();
     assert_governed(&pod, false);
@@ -214,7 +171,7 @@ async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
 
     // A policy never governs pods of another namespace.
     let elsewhere = Api::<Pod>::namespaced(client.clone(), &other)
-        .create(&PostParams::default(), &bare_pod("elsewhere", "web"))
+        .create(&PostParams::default(), &governed_pod("elsewhere", "web"))
         .await
         .unwrap();
     assert_untouched(&elsewhere);
@@ -222,7 +179,10 @@ async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
     // With graceful stopped, pods are still created, unpatched.
     drop(graceful);
     let created = pods
-        .create(&PostParams::default(), &bare_pod("without-graceful", "web"))
+        .create(
+            &PostParams::default(),
+            &governed_pod("without-graceful", "web"),
+        )
         .await
         .unwrap();
     assert_untouched(&created);

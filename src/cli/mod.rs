@@ -22,7 +22,7 @@ enum Command {
     Mutate(mutate::Args),
     /// Serve the admission webhook, report bad shutdowns in policy status, and serve
     /// health and metrics.
-    Run(run::Args),
+    Run(Box<run::Args>),
 }
 
 pub fn main() -> ExitCode {
@@ -32,7 +32,7 @@ pub fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         Command::Mutate(args) => mutate::run(&args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,7 +15,8 @@ use crate::lease::{self, LeaseConfig};
 use crate::metrics::{Metrics, admin_router};
 use crate::mutate::Capabilities;
 use crate::reconcile;
-use crate::tls::CertFiles;
+use crate::tls::managed::{self, Managed};
+use crate::tls::{CertFiles, Serving};
 use crate::webhook::watch::Caches;
 use crate::webhook::{Webhook, router};
 
@@ -28,18 +30,62 @@ pub struct Args {
     #[arg(long, env = "GRACEFUL_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     admin_addr: SocketAddr,
 
-    /// The serving certificate chain (PEM); reloaded when it changes.
-    #[arg(long, env = "GRACEFUL_TLS_CERT_FILE", value_name = "FILE")]
-    tls_cert_file: PathBuf,
-
-    /// The serving certificate's private key (PEM); reloaded when it changes.
-    #[arg(long, env = "GRACEFUL_TLS_KEY_FILE", value_name = "FILE")]
-    tls_key_file: PathBuf,
-
-    /// The namespace of the Lease that picks the one replica writing policy status
-    /// (graceful's own namespace when it runs in a cluster).
+    /// graceful's own namespace: where its certificate Secret and Lease live.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    lease_namespace: String,
+    namespace: String,
+
+    /// A serving certificate chain (PEM) managed elsewhere (cert-manager, say), reloaded
+    /// when it changes. Without it graceful runs its own CA (--tls-secret).
+    #[arg(
+        long,
+        env = "GRACEFUL_TLS_CERT_FILE",
+        value_name = "FILE",
+        requires = "tls_key_file"
+    )]
+    tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(
+        long,
+        env = "GRACEFUL_TLS_KEY_FILE",
+        value_name = "FILE",
+        requires = "tls_cert_file"
+    )]
+    tls_key_file: Option<PathBuf>,
+
+    /// The Secret in graceful's namespace that holds the chain every replica serves.
+    #[arg(
+        long,
+        env = "GRACEFUL_TLS_SECRET",
+        default_value = "graceful-webhook-tls"
+    )]
+    tls_secret: String,
+
+    /// The MutatingWebhookConfiguration whose caBundle graceful keeps current.
+    #[arg(long, env = "GRACEFUL_WEBHOOK_CONFIG_NAME", default_value = "graceful")]
+    webhook_config_name: String,
+
+    /// The Service in front of graceful: the serving certificate is for its DNS names.
+    #[arg(long, env = "GRACEFUL_WEBHOOK_SERVICE", default_value = "graceful")]
+    webhook_service: String,
+
+    /// More names or IP addresses for the serving certificate (a webhook `url`'s host).
+    #[arg(
+        long,
+        env = "GRACEFUL_TLS_SAN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    tls_san: Vec<String>,
+
+    /// How long graceful's certificates are valid; renewed at two thirds of it.
+    #[arg(long, env = "GRACEFUL_CERT_VALIDITY", default_value = "365d", value_parser = parse_validity)]
+    cert_validity: Duration,
+
+    /// The namespace of the Lease that picks the one replica writing policy status;
+    /// graceful's own namespace by default.
+    #[arg(long, env = "GRACEFUL_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
 
     /// The name of that Lease.
     #[arg(long, env = "GRACEFUL_LEASE_NAME", default_value = LeaseConfig::DEFAULT_NAME)]
@@ -48,24 +94,54 @@ pub struct Args {
     /// Violations are counted, and conditions stay False after one, over this window.
     #[arg(long, env = "GRACEFUL_VIOLATION_WINDOW_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..))]
     violation_window_seconds: i64,
+
+    /// After SIGTERM, how long admissions are still answered (with /readyz failing)
+    /// before the listener closes; keep it under the grace period minus the preStop.
+    #[arg(long, env = "GRACEFUL_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+
+    /// Log lines as text or as JSON objects.
+    #[arg(long, env = "GRACEFUL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log level or filter (`debug`, `info,graceful=debug`); RUST_LOG when absent, else info.
+    #[arg(long, env = "GRACEFUL_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How long the server-version probe at start may take before the default applies.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long requests in flight get to finish on SIGTERM.
+/// How long requests in flight get to finish once the listener closes.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long releasing the Lease may take at exit.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    init_logging(args.log_format, args.log_level.as_deref())?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?
         .block_on(serve(args))
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level).context("--log-level")?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    Ok(())
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -82,9 +158,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let lease = LeaseConfig {
         name: args.lease_name,
-        ..LeaseConfig::new(args.lease_namespace, identity.clone())
+        ..LeaseConfig::new(
+            args.lease_namespace
+                .unwrap_or_else(|| args.namespace.clone()),
+            identity.clone(),
+        )
     };
-    tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop));
+    let lease = tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop));
     let settings = reconcile::Settings {
         window_seconds: args.violation_window_seconds,
         ..reconcile::Settings::default()
@@ -98,17 +178,36 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     ));
 
     let caches = Arc::new(Caches::new(Some(client.clone()), metrics.clone()));
-    tokio::spawn(caches.clone().run(client));
-    let certs = Arc::new(CertFiles::new(
-        args.tls_cert_file,
-        args.tls_key_file,
-        metrics.clone(),
-    ));
-    tokio::spawn(certs.clone().watch());
+    tokio::spawn(caches.clone().run(client.clone()));
+    let serving = Arc::new(Serving::default());
+    match (args.tls_cert_file, args.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let files = CertFiles::new(cert, key, serving.clone(), metrics.clone());
+            tokio::spawn(Arc::new(files).watch());
+        }
+        _ => {
+            let settings = managed::Settings {
+                names: managed::Settings::service_names(
+                    &args.webhook_service,
+                    &args.namespace,
+                    &args.tls_san,
+                ),
+                namespace: args.namespace,
+                secret: args.tls_secret,
+                webhook_config: args.webhook_config_name,
+                validity: args.cert_validity,
+            };
+            let managed = Managed::new(client, settings, serving.clone(), metrics.clone());
+            tokio::spawn(managed.run());
+        }
+    }
 
+    let draining = Arc::new(AtomicBool::new(false));
     let ready = {
-        let (caches, certs) = (caches.clone(), certs.clone());
-        Arc::new(move || caches.is_synced() && certs.is_loaded())
+        let (caches, serving, draining) = (caches.clone(), serving.clone(), draining.clone());
+        Arc::new(move || {
+            caches.is_synced() && serving.is_loaded() && !draining.load(Ordering::Relaxed)
+        })
     };
     let admin = tokio::net::TcpListener::bind(args.admin_addr)
         .await
@@ -116,22 +215,35 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tracing::info!(addr = %args.admin_addr, "admin server listening");
     let admin = axum::serve(admin, admin_router(metrics.clone(), ready));
 
-    let tls = RustlsConfig::from_config(Arc::new(certs.server_config()?));
+    let tls = RustlsConfig::from_config(Arc::new(serving.server_config()?));
     let webhook = router(Webhook {
         lookup: caches,
         caps,
         metrics,
     });
     let handle = axum_server::Handle::new();
-    tokio::spawn(shutdown_on_signal(handle.clone(), stop_tx));
+    let stop_tx = Arc::new(stop_tx);
+    tokio::spawn(shut_down_on_signal(
+        handle.clone(),
+        stop_tx.clone(),
+        draining,
+        args.shutdown_delay,
+    ));
     tracing::info!(addr = %args.webhook_addr, "webhook listening");
     let webhook = axum_server::bind_rustls(args.webhook_addr, tls)
         .handle(handle)
         .serve(webhook.into_make_service());
-    tokio::select! {
+    let served = tokio::select! {
         served = webhook => served.with_context(|| format!("serving on {}", args.webhook_addr)),
         served = admin => served.with_context(|| format!("serving on {}", args.admin_addr)),
+    };
+    // Stopped by a signal or by an error: either way hand the Lease over before exiting.
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(RELEASE_TIMEOUT, lease).await.is_err() {
+        tracing::warn!("timed out handing the lease over");
     }
+    tracing::info!("stopped");
+    served
 }
 
 /// What the apiserver supports; on no answer, graceful's support floor.
@@ -162,8 +274,15 @@ fn parse_version(major: &str, minor: &str) -> Option<(u32, u32)> {
     Some((number(major)?, number(minor)?))
 }
 
-/// On SIGTERM or Ctrl-C: hand the Lease over at once and drain the webhook.
-async fn shutdown_on_signal(handle: axum_server::Handle, stop: tokio::sync::watch::Sender<bool>) {
+/// On SIGTERM or Ctrl-C: fail /readyz and hand the Lease over at once, keep answering
+/// admissions for `delay` (endpoints and the apiserver take a moment to stop sending),
+/// then close the listener and let requests in flight finish.
+async fn shut_down_on_signal(
+    handle: axum_server::Handle,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    draining: Arc<AtomicBool>,
+    delay: Duration,
+) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -176,14 +295,69 @@ async fn shutdown_on_signal(handle: axum_server::Handle, stop: tokio::sync::watc
         _ = tokio::signal::ctrl_c() => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!(
+        ?delay,
+        "shutting down: not ready, still answering admissions"
+    );
+    draining.store(true, Ordering::Relaxed);
     let _ = stop.send(true);
+    tokio::time::sleep(delay).await;
+    tracing::info!(
+        connections = handle.connection_count(),
+        "closing the webhook listener"
+    );
     handle.graceful_shutdown(Some(DRAIN));
+}
+
+/// `90d`, `12h`, `30m`, `45s`, `500ms`; a bare number is seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90d, 12h, 30m, 45s"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is one of ms, s, m, h, d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}
+
+fn parse_validity(text: &str) -> Result<Duration, String> {
+    let validity = parse_duration(text)?;
+    if validity < managed::MIN_VALIDITY {
+        return Err(format!(
+            "at least {}s: renewal takes place in the last third",
+            managed::MIN_VALIDITY.as_secs()
+        ));
+    }
+    Ok(validity)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_version;
+    use std::time::Duration;
+
+    use super::{parse_duration, parse_validity, parse_version};
+
+    #[test]
+    fn reads_durations() {
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_validity("59s").is_err());
+        assert!(parse_validity("1h").is_ok());
+    }
 
     #[test]
     fn reads_server_versions() {

@@ -1,11 +1,20 @@
-//! `graceful run` as a child process of a test, on free loopback ports, with a fresh
-//! self-signed serving certificate.
+//! `graceful run` as a child process of a test, on free loopback ports, serving a fresh
+//! self-signed certificate from files or a chain of its own CA; and the loopback
+//! overlay's webhook configuration pointed at it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+
+use base64::Engine;
+use serde_json::{Value, json};
 
 use super::Cluster;
 
@@ -15,8 +24,28 @@ pub struct Graceful {
     pub dir: PathBuf,
     pub webhook_port: u16,
     pub admin_port: u16,
-    /// The serving certificate (PEM), which is its own CA.
+    /// The serving certificate (PEM), which is its own CA; empty when graceful runs its
+    /// own CA.
     pub ca_pem: String,
+    /// The name of its Lease, in its namespace.
+    pub lease: String,
+}
+
+/// How to start a `graceful run`.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Keeps its files apart from other instances of this test binary.
+    pub name: &'a str,
+    /// graceful's own namespace (`--namespace`): `default` when empty.
+    pub namespace: &'a str,
+    /// The name of its Lease: instances of one lease take turns as the status writer.
+    /// `graceful-test-<pid>-<name>` when absent.
+    pub lease: Option<&'a str>,
+    /// A self-signed certificate from files (`true`), or graceful's own CA (`false`).
+    pub cert_files: bool,
+    /// Another kubeconfig than the cluster's admin one.
+    pub kubeconfig: Option<&'a Path>,
+    pub args: &'a [&'a str],
 }
 
 impl Drop for Graceful {
@@ -48,62 +77,97 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 impl Graceful {
-    /// Starts `graceful run` against `cluster` and waits until it is ready. `name`
-    /// keeps its files apart from other instances of this test binary, and names its
-    /// Lease: two instances of the same name take turns as the status writer.
+    /// Starts `graceful run` against `cluster` with a self-signed certificate from files
+    /// and waits until it is ready. `name` keeps its files apart from other instances of
+    /// this test binary, and names its Lease: two instances of the same name take turns
+    /// as the status writer.
     pub fn start(cluster: &Cluster, name: &str, extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("graceful-test-{}-{name}", std::process::id()));
+        let graceful = Self::launch(
+            cluster,
+            &Launch {
+                name,
+                cert_files: true,
+                args: extra,
+                ..Launch::default()
+            },
+        );
+        graceful.wait_ready();
+        graceful
+    }
+
+    /// Starts `graceful run` as `launch` says, without waiting.
+    pub fn launch(cluster: &Cluster, launch: &Launch) -> Self {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("graceful-test-{pid}-{}", launch.name));
         std::fs::create_dir_all(&dir).expect("a test directory");
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-            .expect("a certificate");
-        let ca_pem = cert.cert.pem();
-        std::fs::write(dir.join("tls.crt"), &ca_pem).expect("the certificate is written");
-        std::fs::write(dir.join("tls.key"), cert.signing_key.serialize_pem())
-            .expect("the key is written");
         let (webhook_port, admin_port) = (free_port(), free_port());
+        let lease = match launch.lease {
+            Some(lease) => lease.to_owned(),
+            None => format!("graceful-test-{pid}-{}", launch.name),
+        };
+        let namespace = if launch.namespace.is_empty() {
+            "default"
+        } else {
+            launch.namespace
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_graceful"));
+        command
+            .arg("run")
+            .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
+            .args(["--namespace", namespace, "--lease-name", &lease]);
+        let mut ca_pem = String::new();
+        if launch.cert_files {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+                .expect("a certificate");
+            ca_pem = cert.cert.pem();
+            std::fs::write(dir.join("tls.crt"), &ca_pem).expect("the certificate is written");
+            std::fs::write(dir.join("tls.key"), cert.signing_key.serialize_pem())
+                .expect("the key is written");
+            command
+                .arg("--tls-cert-file")
+                .arg(dir.join("tls.crt"))
+                .arg("--tls-key-file")
+                .arg(dir.join("tls.key"));
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("graceful.log"))
             .expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_graceful"))
-            .arg("run")
-            .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
-            .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
-            .arg("--tls-cert-file")
-            .arg(dir.join("tls.crt"))
-            .arg("--tls-key-file")
-            .arg(dir.join("tls.key"))
-            .args(["--lease-namespace", "default"])
-            .args([
-                "--lease-name",
-                &format!("graceful-test-{}-{name}", std::process::id()),
-            ])
-            .args(extra)
-            .env("KUBECONFIG", &cluster.kubeconfig)
+        let child = command
+            .args(launch.args)
+            .env(
+                "KUBECONFIG",
+                launch.kubeconfig.unwrap_or(&cluster.kubeconfig),
+            )
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the log file"))
             .stderr(log)
             .spawn()
             .expect("graceful runs");
-        let graceful = Graceful {
+        Graceful {
             child,
             dir,
             webhook_port,
             admin_port,
             ca_pem,
-        };
+            lease,
+        }
+    }
+
+    /// Waits until `/readyz` says ready; panics with the log after 30 s.
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !graceful.ready() {
+        while !self.ready() {
             assert!(
                 Instant::now() < deadline,
                 "graceful run did not become ready:\n{}",
-                graceful.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        graceful
     }
 
     pub fn ready(&self) -> bool {
@@ -131,7 +195,200 @@ impl Graceful {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends SIGTERM, as the kubelet does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// SIGKILL: no chance to hand anything over.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("graceful is killed");
+        let _ = self.child.wait();
+    }
+
+    /// How it exited, once it has, within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// `self` identifies as `holder` in a Lease (`<host>_<pid>`).
+    pub fn holds(&self, holder: &str) -> bool {
+        holder.ends_with(&format!("_{}", self.pid()))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("graceful.log")).unwrap_or_default()
+    }
+}
+
+/// Registers the loopback overlay's MutatingWebhookConfiguration as `name`, with one
+/// webhook per port in `ports`, for namespaces labelled `graceful.dev/test=<label>`
+/// only, so that test binaries sharing a cluster do not see each other's webhooks.
+/// `ca_pem` goes into every caBundle; without it graceful is to inject its own CA.
+pub fn register_webhook(
+    cluster: &Cluster,
+    name: &str,
+    ports: &[u16],
+    ca_pem: Option<&str>,
+    label: &str,
+) {
+    let rendered = cluster.kubectl_ok(&["kustomize", "manifests/overlays/loopback"]);
+    let mut config: Value = serde_yaml_ng::from_str(&rendered).expect("one webhook configuration");
+    config["metadata"]["name"] = json!(name);
+    let template = config["webhooks"][0].clone();
+    assert_eq!(
+        template["clientConfig"]["url"], "https://127.0.0.1:8443/mutate",
+        "the overlay's URL"
+    );
+    let webhooks: Vec<Value> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut webhook = template.clone();
+            if i > 0 {
+                webhook["name"] = json!(format!("pods-{i}.graceful.dev"));
+            }
+            webhook["clientConfig"] = json!({"url": format!("https://127.0.0.1:{port}/mutate")});
+            if let Some(ca) = ca_pem {
+                webhook["clientConfig"]["caBundle"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(ca));
+            }
+            webhook["namespaceSelector"]["matchLabels"] = json!({"graceful.dev/test": label});
+            webhook
+        })
+        .collect();
+    config["webhooks"] = json!(webhooks);
+    let output = cluster.kubectl_with_input(
+        &["apply", "-f", "-"],
+        Some(&serde_json::to_string(&config).expect("JSON")),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A new namespace, labelled for the webhooks [`register_webhook`] registered with `label`.
+pub async fn labelled_namespace(
+    cluster: &Cluster,
+    client: &kube::Client,
+    prefix: &str,
+    label: &str,
+) -> String {
+    let namespace = super::namespace(client, prefix).await;
+    cluster.kubectl_ok(&[
+        "label",
+        "namespace",
+        &namespace,
+        &format!("graceful.dev/test={label}"),
+    ]);
+    namespace
+}
+
+/// A bare pod that names `policy` in its own annotation.
+pub fn governed_pod(name: &str, policy: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": {"graceful.dev/policy": policy}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0"}]}
+    }))
+    .expect("a pod")
+}
+
+/// Whether the webhook patched `pod` for `policy`.
+pub fn mutated_for(pod: &Pod, policy: &str) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get("graceful.dev/policy"))
+        .is_some_and(|p| p == policy)
+}
+
+/// Creates pods naming `policy` until one comes out mutated: the apiserver calls a
+/// webhook configuration a moment after it is registered.
+pub async fn first_mutated(pods: &Api<Pod>, policy: &str) {
+    let mut attempt = 0;
+    super::eventually("a mutated pod", Duration::from_secs(15), || {
+        attempt += 1;
+        async move {
+            let name = format!("first-{attempt}");
+            let pod = pods
+                .create(&PostParams::default(), &governed_pod(&name, policy))
+                .await
+                .ok()?;
+            mutated_for(&pod, policy).then_some(())
+        }
+    })
+    .await;
+}
+
+/// Clients creating pods that name the policy `web`, one after another each, until
+/// stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    created: Arc<AtomicUsize>,
+    workers: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    pub fn start(pods: &Api<Pod>, workers: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let created = Arc::new(AtomicUsize::new(0));
+        let workers = (0..workers)
+            .map(|worker| {
+                let (pods, stop, created) = (pods.clone(), stop.clone(), created.clone());
+                tokio::spawn(async move {
+                    let mut bad = Vec::new();
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let name = format!("load-{worker}-{i}");
+                        let pod = governed_pod(&name, "web");
+                        match pods.create(&PostParams::default(), &pod).await {
+                            Ok(pod) if mutated_for(&pod, "web") => {}
+                            Ok(_) => bad.push(format!("{name}: not mutated")),
+                            Err(error) => bad.push(format!("{name}: {error}")),
+                        }
+                        created.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    bad
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            created,
+            workers,
+        }
+    }
+
+    /// How many pods were created so far.
+    pub fn created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients; the pods that failed or came out unmutated, and how many
+    /// were created in all.
+    pub async fn stop(self) -> (Vec<String>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut bad = Vec::new();
+        for worker in self.workers {
+            bad.extend(worker.await.expect("a load client"));
+        }
+        (bad, self.created.load(Ordering::Relaxed))
     }
 }

@@ -1,5 +1,5 @@
-//! The webhook's serving certificate: a PEM certificate chain and key on disk, reloaded
-//! when they change, without a restart.
+//! The serving certificate from a PEM chain and key on disk (cert-manager's mounted
+//! Secret, say), reloaded when they change, without a restart.
 //!
 //! The files are polled and compared by content rather than watched with inotify: a
 //! Secret mounted by the kubelet changes by swapping a symlink two levels up, which
@@ -8,98 +8,41 @@
 //! keeps the previous certificate in service until the next poll.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
-
+use super::{CertError, Serving, certified_key_at};
 use crate::metrics::Metrics;
 
 /// How often the files are compared with what is loaded.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Pem { path: PathBuf, message: String },
-    #[error("the key does not go with the certificate: {0}")]
-    Key(rustls::Error),
-}
-
-/// The ring provider, explicitly: graceful never links OpenSSL or aws-lc.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Parses a PEM certificate chain and private key into a serving certificate.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, CertError> {
-    certified_key_at(
-        cert_pem,
-        key_pem,
-        Path::new("certificate"),
-        Path::new("key"),
-    )
-}
-
-fn certified_key_at(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    cert_path: &Path,
-    key_path: &Path,
-) -> Result<CertifiedKey, CertError> {
-    let pem_error = |path: &Path, message: String| CertError::Pem {
-        path: path.to_owned(),
-        message,
-    };
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(cert_path, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(pem_error(cert_path, "no CERTIFICATE block".into()));
-    }
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| pem_error(key_path, e.to_string()))?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(CertError::Key)
-}
 
 /// The certificate in service, and the files it comes from.
 #[derive(Debug)]
 pub struct CertFiles {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: RwLock<Option<Arc<CertifiedKey>>>,
-    /// The file contents `current` was made from.
+    serving: Arc<Serving>,
+    /// The file contents of the certificate in service.
     loaded_from: Mutex<Option<(Vec<u8>, Vec<u8>)>>,
     metrics: Arc<Metrics>,
 }
 
 impl CertFiles {
     /// Nothing is loaded until [`CertFiles::reload`] or [`CertFiles::watch`] runs.
-    pub fn new(cert_path: PathBuf, key_path: PathBuf, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        cert_path: PathBuf,
+        key_path: PathBuf,
+        serving: Arc<Serving>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             cert_path,
             key_path,
-            current: RwLock::new(None),
+            serving,
             loaded_from: Mutex::new(None),
             metrics,
         }
-    }
-
-    pub fn is_loaded(&self) -> bool {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
     }
 
     /// Loads the files if they differ from what is in service; `Ok(true)` when a new
@@ -120,7 +63,7 @@ impl CertFiles {
             return Ok(false);
         }
         let key = certified_key_at(&contents.0, &contents.1, &self.cert_path, &self.key_path)?;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(key));
+        self.serving.set(key);
         *loaded_from = Some(contents);
         Ok(true)
     }
@@ -140,32 +83,13 @@ impl CertFiles {
                     // Said once per failing spell, not every poll.
                     if !failing {
                         self.metrics.tls_reloaded(false);
-                        tracing::warn!(%error, in_service = self.is_loaded(), "serving certificate not loaded");
+                        tracing::warn!(%error, in_service = self.serving.is_loaded(), "serving certificate not loaded");
                     }
                     failing = true;
                 }
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
-    }
-
-    /// A rustls server configuration that serves whatever certificate is current.
-    pub fn server_config(self: Arc<Self>) -> Result<ServerConfig, rustls::Error> {
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self);
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
-    }
-}
-
-impl ResolvesServerCert for CertFiles {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 }
 
@@ -179,8 +103,7 @@ mod tests {
     }
 
     fn serving(files: &CertFiles) -> Vec<u8> {
-        let current = files.current.read().unwrap().clone().unwrap();
-        current.cert[0].to_vec()
+        files.serving.current().unwrap().cert[0].to_vec()
     }
 
     #[test]
@@ -191,16 +114,17 @@ mod tests {
         let files = CertFiles::new(
             cert_path.clone(),
             key_path.clone(),
+            Arc::default(),
             Arc::new(Metrics::new()),
         );
-        assert!(!files.is_loaded());
+        assert!(!files.serving.is_loaded());
         assert!(matches!(files.reload(), Err(CertError::Read { .. })));
 
         let (cert, key) = self_signed("one.example");
         std::fs::write(&cert_path, &cert).unwrap();
         std::fs::write(&key_path, &key).unwrap();
         assert!(files.reload().unwrap());
-        assert!(files.is_loaded());
+        assert!(files.serving.is_loaded());
         let first = serving(&files);
         assert!(!files.reload().unwrap(), "unchanged files are not reloaded");
 
@@ -222,7 +146,7 @@ mod tests {
     #[test]
     fn garbage_is_a_pem_error() {
         assert!(matches!(
-            certified_key(b"nope", b"nope"),
+            super::super::certified_key(b"nope", b"nope"),
             Err(CertError::Pem { .. })
         ));
     }
