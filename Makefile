@@ -10,7 +10,8 @@ demo:
 	cargo run --release -- mutate -f examples/checkout.yaml --policy examples/policy.yaml
 
 # Everything CI runs: formatting, lints, unit, property, golden and integration tests,
-# the latter against a real kube-apiserver built from Go modules (e2e/).
+# the latter against a real kube-apiserver built from Go modules (e2e/) and a real
+# node (kubelet, kube-proxy, Debian's containerd; packages installed when missing).
 test: lint cluster-build
 	mkdir -p target
 	tests/with-cluster cargo test --workspace --all-targets 2>&1 | tee target/test.log
@@ -24,6 +25,7 @@ build:
 	cargo build --release
 
 cluster-build:
+	e2e/cluster deps
 	e2e/cluster build
 
 # Regenerate crds/ after changing src/api (a test fails while they differ).

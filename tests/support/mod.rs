@@ -30,6 +30,12 @@ spec:
 /// Names a running cluster's admin kubeconfig to use instead of starting one.
 pub const KUBECONFIG_ENV: &str = "GRACEFUL_TEST_KUBECONFIG";
 
+/// Names the real node (kubelet, containerd, kube-proxy) of that cluster, if it has one.
+pub const NODE_ENV: &str = "GRACEFUL_TEST_NODE";
+
+/// The busybox-static image `e2e/cluster up --node` imports (nothing can be pulled).
+pub const TEST_IMAGE: &str = "localhost/graceful-e2e/busybox:1";
+
 pub struct Cluster {
     pub kubeconfig: PathBuf,
 }
@@ -43,27 +49,56 @@ pub fn repo() -> &'static Path {
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let kubeconfig = match std::env::var_os(KUBECONFIG_ENV) {
-            Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => start_cluster(),
+        let kubeconfig = match shared_kubeconfig() {
+            Some(path) => path,
+            None => start_cluster(&[]),
         };
-        let cluster = Cluster { kubeconfig };
-        cluster.kubectl_ok(&["apply", "--server-side", "-f", "crds/"]);
-        cluster.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/gracefulpolicies.graceful.dev",
-        ]);
-        cluster
+        prepare(kubeconfig)
     })
 }
 
-fn start_cluster() -> PathBuf {
+/// The cluster with a real node and the node's name: the shared one when it has a
+/// node, else one this test binary starts with `up --node` (one node per host).
+pub fn node_cluster() -> (&'static Cluster, &'static str) {
+    static NODE: OnceLock<(&'static Cluster, String)> = OnceLock::new();
+    let (cluster, node) = NODE.get_or_init(|| {
+        let shared = std::env::var(NODE_ENV).ok().filter(|node| !node.is_empty());
+        if let (Some(_), Some(node)) = (shared_kubeconfig(), shared) {
+            return (cluster(), node);
+        }
+        let cluster: &'static Cluster = Box::leak(Box::new(prepare(start_cluster(&["--node"]))));
+        let node =
+            cluster.kubectl_ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+        (cluster, node)
+    });
+    (cluster, node)
+}
+
+fn shared_kubeconfig() -> Option<PathBuf> {
+    std::env::var_os(KUBECONFIG_ENV)
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The cluster at `kubeconfig`, with `crds/` applied.
+fn prepare(kubeconfig: PathBuf) -> Cluster {
+    let cluster = Cluster { kubeconfig };
+    cluster.kubectl_ok(&["apply", "--server-side", "-f", "crds/"]);
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/gracefulpolicies.graceful.dev",
+    ]);
+    cluster
+}
+
+fn start_cluster(extra: &[&str]) -> PathBuf {
     let name = format!("test-{}", std::process::id());
     let output = Command::new(repo().join("e2e/cluster"))
         .args(["up", "--name", &name, "--owner-pid"])
         .arg(std::process::id().to_string())
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("e2e/cluster runs");

@@ -10,6 +10,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,7 +25,9 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 
 	// Side-effect imports the upstream main packages also make.
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
@@ -40,7 +43,10 @@ var components = map[string]func(args []string) int{
 	"kube-apiserver":          cobraMain(apiserver.NewAPIServerCommand),
 	"kube-controller-manager": cobraMain(controllermanager.NewControllerManagerCommand),
 	"kube-scheduler":          cobraMain(func() *cobra.Command { return scheduler.NewSchedulerCommand() }),
+	"kube-proxy":              cobraMain(proxy.NewProxyCommand),
+	"kubelet":                 cobraMain(func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) }),
 	"kubectl":                 runKubectl,
+	"remove-pods":             runRemovePods,
 }
 
 func main() {
