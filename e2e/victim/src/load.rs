@@ -4,7 +4,7 @@
 //! compares what the app recorded with what it answered.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use hyper::{Method, Uri};
@@ -44,6 +44,10 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// Of the answered requests, in milliseconds.
     pub latency_ms: Latency,
+    /// When the run started (Unix seconds), and when each request that was not answered
+    /// 2xx left (seconds after the start, ascending): to line failures up with rollouts.
+    pub started_unix_seconds: f64,
+    pub failed_at_seconds: Vec<f64>,
     pub elapsed_seconds: f64,
     /// What the app recorded during the run (absent without a counter).
     pub counter: Option<u64>,
@@ -66,6 +70,11 @@ enum Outcome {
     Failed(Failure),
 }
 
+/// Rounded to the millisecond: enough to place a failure, and readable in the JSON.
+fn millis_precision(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
 pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
     // A bad URL is the caller's mistake, not a thousand connection errors.
     client::authority(&plan.url)?;
@@ -73,21 +82,27 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
         counter.reset().await.context("resetting the counter")?;
     }
     let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+    let started_unix_seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
     let start = Instant::now();
     let mut requests = JoinSet::new();
     for i in 0..total {
-        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / plan.rate)).await;
+        let offset = i as f64 / plan.rate;
+        tokio::time::sleep_until(start + Duration::from_secs_f64(offset)).await;
         let url = plan.url.clone();
         let timeout = plan.timeout;
         requests.spawn(async move {
             let sent = Instant::now();
-            match client::send(Method::POST, &url, timeout).await {
+            let outcome = match client::send(Method::POST, &url, timeout).await {
                 Ok(response) => Outcome::Answered {
                     status: response.status.as_u16(),
                     millis: sent.elapsed().as_secs_f64() * 1000.0,
                 },
                 Err(failure) => Outcome::Failed(failure),
-            }
+            };
+            (offset, outcome)
         });
     }
     let mut summary = Summary {
@@ -103,22 +118,25 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
         statuses: BTreeMap::new(),
         errors: BTreeMap::new(),
         latency_ms: Latency::default(),
+        started_unix_seconds: millis_precision(started_unix_seconds),
+        failed_at_seconds: Vec::new(),
         elapsed_seconds: 0.0,
         counter: None,
         counter_minus_ok: None,
         lossless: false,
     };
     let mut latencies = Vec::new();
-    while let Some(outcome) = requests.join_next().await {
-        match outcome.context("a request task failed")? {
+    while let Some(joined) = requests.join_next().await {
+        let (offset, outcome) = joined.context("a request task failed")?;
+        match outcome {
             Outcome::Answered { status, millis } => {
                 latencies.push(millis);
                 if (200..300).contains(&status) {
                     summary.ok += 1;
-                } else {
-                    summary.non_2xx += 1;
-                    *summary.statuses.entry(status).or_default() += 1;
+                    continue;
                 }
+                summary.non_2xx += 1;
+                *summary.statuses.entry(status).or_default() += 1;
             }
             Outcome::Failed(Failure::Timeout) => summary.timeouts += 1,
             Outcome::Failed(failure) => {
@@ -126,7 +144,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
                 *summary.errors.entry(failure.to_string()).or_default() += 1;
             }
         }
+        summary.failed_at_seconds.push(millis_precision(offset));
     }
+    summary.failed_at_seconds.sort_by(f64::total_cmp);
     summary.elapsed_seconds = start.elapsed().as_secs_f64();
     summary.latency_ms = latency(&mut latencies);
     if let Some(counter) = &plan.counter {
@@ -270,6 +290,9 @@ mod tests {
             (2, 2, 2, 2)
         );
         assert_eq!(summary.statuses, BTreeMap::from([(503, 2)]));
+        // Requests leave every 25 ms; the k-th connection answers by k % 4 (0 is 200).
+        assert_eq!(summary.failed_at_seconds.len(), 6);
+        assert!(summary.failed_at_seconds.is_sorted());
         assert_eq!(
             summary.errors,
             BTreeMap::from([(

@@ -61,6 +61,8 @@ mod tests {
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             latency_ms: Latency::default(),
+            started_unix_seconds: 0.0,
+            failed_at_seconds: Vec::new(),
             elapsed_seconds: 40.1,
             counter,
             counter_minus_ok: counter.map(|c| c as i64 - ok as i64),

@@ -87,7 +87,15 @@ async fn sigterm_refuses_new_connections_at_once_and_finishes_in_flight_requests
     let signalled = Instant::now();
     loop {
         match tokio::net::TcpStream::connect(&app.addr).await {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            // Reset: this connection sat in the backlog when the listener closed.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break;
+            }
             Err(e) => panic!("connecting after SIGTERM: {e}"),
             Ok(_) => {
                 assert!(
