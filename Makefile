@@ -5,9 +5,10 @@ SHELL := /bin/bash
 
 .PHONY: demo test lint build cluster-build crds bench
 
-# graceful's main job: what it does to a Deployment, before anything is installed.
+# graceful's main job, shown end to end: a local cluster with a real node, graceful
+# installed, an app rolled under load without and with a policy. Leaves the cluster up.
 demo:
-	cargo run --release -- mutate -f examples/checkout.yaml --policy examples/policy.yaml
+	e2e/demo
 
 # Everything CI runs: formatting, lints, unit, property, golden and integration tests,
 # the latter against a real kube-apiserver built from Go modules (e2e/) and a real
@@ -15,6 +16,7 @@ demo:
 test: lint cluster-build
 	mkdir -p target
 	tests/with-cluster cargo test --workspace --all-targets 2>&1 | tee target/test.log
+	e2e/demo --check 2>&1 | tee target/demo.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' target/test.log
 
 lint:
