@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-use support::graceful::{Graceful, labelled_namespace, register_webhook};
+use support::graceful::{Graceful, labelled_namespace};
 use support::{TEST_IMAGE, eventually, node_cluster};
 
 const POLICY: &str = "reports";
@@ -105,13 +105,7 @@ async fn real_violations_reach_the_status_conditions_and_events() {
     let label = format!("reports-{}", std::process::id());
     let namespace = labelled_namespace(cluster, &client, "reports", &label).await;
     let graceful = Graceful::start(cluster, "reports", &[]);
-    register_webhook(
-        cluster,
-        &format!("graceful-{label}"),
-        &[graceful.webhook_port],
-        Some(&graceful.ca_pem),
-        &label,
-    );
+    graceful.register_for(cluster, &label);
     cluster.apply_ok(&namespace, POLICY_YAML);
     let policies: Api<GracefulPolicy> = Api::namespaced(client.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);

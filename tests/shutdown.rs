@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::Value;
 
-use support::graceful::{Graceful, Launch, Load, labelled_namespace, register_webhook};
+use support::graceful::{Graceful, Launch, Load, labelled_namespace};
 
 /// The lease's holder, `None` when it is free.
 async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
@@ -36,14 +36,7 @@ async fn sigterm_during_a_burst_answers_every_review_releases_the_lease_and_exit
         },
     );
     graceful.wait_ready();
-    let config = format!("graceful-test-{label}");
-    register_webhook(
-        cluster,
-        &config,
-        &[graceful.webhook_port],
-        Some(&graceful.ca_pem),
-        &label,
-    );
+    let config = graceful.register_for(cluster, &label);
     let namespace = labelled_namespace(cluster, &client, "shutdown", &label).await;
     cluster.apply_ok(&namespace, support::POLICY);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);

@@ -11,7 +11,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::Value;
 
-use support::graceful::{Graceful, governed_pod, labelled_namespace, register_webhook};
+use support::graceful::{Graceful, governed_pod, labelled_namespace};
 
 fn deployment(name: &str, template_annotation: Option<&str>) -> String {
     let annotations = template_annotation
@@ -125,14 +125,7 @@ async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
         metrics.contains("graceful_owner_cache_objects"),
         "{metrics}"
     );
-    let config = format!("graceful-test-{label}");
-    register_webhook(
-        cluster,
-        &config,
-        &[graceful.webhook_port],
-        Some(&graceful.ca_pem),
-        &label,
-    );
+    let config = graceful.register_for(cluster, &label);
     let shop = labelled_namespace(cluster, &client, "webhook", &label).await;
     let other = labelled_namespace(cluster, &client, "webhook-other", &label).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &shop);

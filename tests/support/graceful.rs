@@ -235,6 +235,21 @@ impl Graceful {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("graceful.log")).unwrap_or_default()
     }
+
+    /// Registers `graceful-test-<label>`: a webhook configuration that sends the pods of
+    /// namespaces labelled `label` to this instance and trusts its certificate. Returns
+    /// its name.
+    pub fn register_for(&self, cluster: &Cluster, label: &str) -> String {
+        let name = format!("graceful-test-{label}");
+        register_webhook(
+            cluster,
+            &name,
+            &[self.webhook_port],
+            Some(&self.ca_pem),
+            label,
+        );
+        name
+    }
 }
 
 /// Registers the loopback overlay's MutatingWebhookConfiguration as `name`, with one
