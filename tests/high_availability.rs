@@ -14,17 +14,13 @@ use kube::api::PostParams;
 
 use graceful::lease::LeaseConfig;
 use support::graceful::{
-    Graceful, Launch, governed_pod, labelled_namespace, mutated_for, register_webhook,
+    Graceful, Launch, governed_pod, labelled_namespace, lease_holder, mutated_for, register_webhook,
 };
 
 const STATUS_WRITES: &str = "graceful_status_writes_total{result=\"ok\"}";
 
 fn writes(graceful: &Graceful) -> f64 {
     graceful.metric(STATUS_WRITES).unwrap_or(0.0)
-}
-
-async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
-    leases.get(name).await.ok()?.spec?.holder_identity
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +83,7 @@ async fn two_replicas_share_a_chain_both_admit_one_writes_status_and_the_other_t
     let first = support::eventually("a leader", Duration::from_secs(20), || {
         let leases = &leases;
         let lease = &a.lease;
-        async move { holder(leases, lease).await }
+        async move { lease_holder(leases, lease).await }
     })
     .await;
     let (mut leader, follower) = if a.holds(&first) { (a, b) } else { (b, a) };
@@ -106,7 +102,7 @@ async fn two_replicas_share_a_chain_both_admit_one_writes_status_and_the_other_t
     support::eventually("the follower leading", Duration::from_secs(30), || {
         let (leases, follower) = (&leases, &follower);
         async move {
-            let holder = holder(leases, &follower.lease).await?;
+            let holder = lease_holder(leases, &follower.lease).await?;
             follower.holds(&holder).then_some(())
         }
     })

@@ -12,13 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::Value;
 
-use support::graceful::{Graceful, Launch, Load, labelled_namespace};
-
-/// The lease's holder, `None` when it is free.
-async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
-    let lease = leases.get(name).await.ok()?;
-    lease.spec?.holder_identity.filter(|h| !h.is_empty())
-}
+use support::graceful::{Graceful, Launch, Load, labelled_namespace, lease_holder};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_answers_every_review_releases_the_lease_and_exits_0() {
@@ -48,7 +42,7 @@ async fn sigterm_during_a_burst_answers_every_review_releases_the_lease_and_exit
         || {
             let (leases, graceful) = (&leases, &graceful);
             async move {
-                let holder = holder(leases, &graceful.lease).await?;
+                let holder = lease_holder(leases, &graceful.lease).await?;
                 graceful.holds(&holder).then_some(())
             }
         },
@@ -86,7 +80,7 @@ async fn sigterm_during_a_burst_answers_every_review_releases_the_lease_and_exit
         "exited after {took:?}"
     );
     assert_eq!(
-        holder(&leases, &graceful.lease).await,
+        lease_holder(&leases, &graceful.lease).await,
         None,
         "lease released"
     );

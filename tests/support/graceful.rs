@@ -252,6 +252,15 @@ impl Graceful {
     }
 }
 
+/// The holder of Lease `name`, `None` when it is free (released leases keep an empty holder).
+pub async fn lease_holder(
+    leases: &Api<k8s_openapi::api::coordination::v1::Lease>,
+    name: &str,
+) -> Option<String> {
+    let lease = leases.get(name).await.ok()?;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
 /// Registers the loopback overlay's MutatingWebhookConfiguration as `name`, with one
 /// webhook per port in `ports`, for namespaces labelled `graceful.dev/test=<label>`
 /// only, so that test binaries sharing a cluster do not see each other's webhooks.
