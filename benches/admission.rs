@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use graceful::api::Mode;
 use graceful::metrics::Metrics;
 use graceful::mutate::Capabilities;
-use graceful::webhook::owners::Kind;
+use graceful::kinds::Kind;
 use graceful::webhook::watch::Caches;
 use graceful::webhook::{Webhook, review, router};
 use http_body_util::BodyExt;

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod kinds;
 pub mod lease;
 pub mod manifest;
 pub mod metrics;

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{GracefulPolicy, POLICY_KEY};
+use crate::kinds::Templated;
 use crate::mutate::PodView;
 use crate::resolve::{Owner, Source};
 
@@ -67,29 +68,14 @@ pub struct Workload {
     pub owners: Vec<Owner>,
 }
 
-/// Where the pod template sits in each kind that creates pods; the empty path for a Pod.
-fn template_root(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "Pod" => &[],
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job" => &["spec", "template"],
-        "PodTemplate" => &["template"],
-        "CronJob" => &["spec", "jobTemplate", "spec", "template"],
-        _ => return None,
-    })
-}
-
 /// The namespace the apiserver would put an object without one in.
 const DEFAULT_NAMESPACE: &str = "default";
 
 /// The workload in a document, or `None` for a document of a kind that has no pods.
 pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, ManifestError> {
+    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-    let Some(root_tokens) = template_root(kind) else {
+    let Some(templated) = Templated::of(api_version, kind) else {
         return Ok(None);
     };
     let source = Source {
@@ -98,6 +84,7 @@ pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, Mani
             .unwrap_or("<unnamed>")
             .to_owned(),
     };
+    let root_tokens = templated.template();
     let root = PointerBuf::from_tokens(root_tokens.iter().copied());
     let at = root_tokens
         .iter()
@@ -106,17 +93,17 @@ pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, Mani
     let pod: PodView = typed(document, &source, root_tokens, at)?;
 
     let mut owners = Vec::new();
-    if kind == "CronJob" {
-        // The Job a CronJob creates carries the job template's annotations.
-        owners.push(Owner {
-            source: Source {
-                kind: "Job".to_owned(),
-                name: format!("{}-<scheduled>", source.name),
-            },
-            policy: annotation(value, &["spec", "jobTemplate", "metadata"]),
-        });
-    }
-    if kind != "Pod" {
+    if let Templated::Owner(owner) = templated {
+        if let Some((through, metadata)) = owner.through() {
+            // The object in between does not exist yet; its name is made by its controller.
+            owners.push(Owner {
+                source: Source {
+                    kind: through.name().to_owned(),
+                    name: format!("{}-<generated>", source.name),
+                },
+                policy: annotation(value, metadata),
+            });
+        }
         owners.push(Owner {
             source: source.clone(),
             policy: annotation(value, &["metadata"]),
@@ -226,6 +213,7 @@ mod tests {
     #[test]
     fn a_bad_field_is_named_with_its_path() {
         let deployment = json!({
+            "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": "web"},
             "spec": {"template": {"spec": {"containers": [{"name": 7}]}}}
@@ -241,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_missing_template_is_an_error() {
-        let error = workload(1, &json!({"kind": "Deployment", "spec": {}})).unwrap_err();
+        let error = workload(1, &json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {}})).unwrap_err();
         assert_eq!(
             error.to_string(),
             "document 1 (Deployment/<unnamed>): spec.template: missing"
@@ -251,6 +239,7 @@ mod tests {
     #[test]
     fn a_cronjob_has_its_job_and_itself_as_owners() {
         let cronjob = json!({
+            "apiVersion": "batch/v1",
             "kind": "CronJob",
             "metadata": {"name": "nightly", "namespace": "ops",
                          "annotations": {"graceful.dev/policy": "batch"}},

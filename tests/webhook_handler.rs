@@ -15,7 +15,7 @@ use graceful::api::Mode;
 use graceful::metrics::Metrics;
 use graceful::mutate::Capabilities;
 use graceful::resolve::Owner;
-use graceful::webhook::owners::Kind;
+use graceful::kinds::Kind;
 use graceful::webhook::policies::NamespacePolicies;
 use graceful::webhook::watch::Caches;
 use graceful::webhook::{Lookup, NotSynced, Webhook, router};

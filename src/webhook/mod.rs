@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::mutate::Capabilities;
 use crate::resolve::Owner;
 use admit::{Decision, Failure, Outcome};
-use owners::Kind;
+use crate::kinds::Kind;
 use policies::NamespacePolicies;
 use review::PodRequest;
 
