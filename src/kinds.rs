@@ -194,7 +194,10 @@ mod tests {
     #[test]
     fn pods_and_pod_templates_hold_pods_but_own_none() {
         assert_eq!(Templated::of("v1", "Pod"), Some(Templated::Pod));
-        assert_eq!(Templated::of("v1", "Pod").map(Templated::template), Some(&[][..]));
+        assert_eq!(
+            Templated::of("v1", "Pod").map(Templated::template),
+            Some(&[][..])
+        );
         assert_eq!(
             Templated::of("v1", "PodTemplate").map(Templated::template),
             Some(&["template"][..])

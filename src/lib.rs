@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod cli;
+pub mod govern;
+pub mod install;
 pub mod kinds;
 pub mod lease;
 pub mod manifest;
