@@ -161,8 +161,11 @@ fn write_stream(text: &str, stream: &Stream, changed: &[bool]) -> anyhow::Result
         let original = &text[document.span.clone()];
         match (&document.value, changed[index]) {
             (Some(value), true) if stream.json => {
+                // The white space around the value stays, as it separates documents.
+                let lead = original.len() - original.trim_start().len();
+                out.push_str(&original[..lead]);
                 out.push_str(&serde_json::to_string_pretty(value)?);
-                out.push('\n');
+                out.push_str(&original[original.trim_end().len()..]);
             }
             (Some(value), true) => {
                 if index > 0 || original.starts_with("---") {

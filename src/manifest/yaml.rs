@@ -481,10 +481,14 @@ fn yaml_float(text: &str) -> Option<f64> {
 }
 
 /// A string as a YAML scalar that kubectl reads back as that same string: plain when
-/// plain is safe, double-quoted (with JSON's escapes, which YAML shares) otherwise.
+/// plain is safe, else single-quoted, or double-quoted (with JSON's escapes, which YAML
+/// shares) when it holds a line break or another control character.
 pub fn string_scalar(text: &str) -> String {
     if is_safe_plain(text) {
         text.to_owned()
+    } else if text.chars().all(|c| !c.is_control()) {
+        // Single quotes escape nothing but themselves, as kubectl writes them.
+        format!("'{}'", text.replace('\'', "''"))
     } else {
         Value::String(text.to_owned()).to_string()
     }

@@ -266,8 +266,10 @@ fn written_yaml_reads_back_as_the_same_value() {
     let text = to_yaml(&value);
     assert_eq!(read(&text), value, "{text}");
     for word in ["yes", "NO", "on", "0400", "08", "1.0", "~", "null"] {
-        assert_eq!(string_scalar(word), format!("\"{word}\""));
+        assert_eq!(string_scalar(word), format!("'{word}'"));
     }
     assert_eq!(string_scalar("nginx:1.25"), "nginx:1.25");
     assert_eq!(string_scalar("web"), "web");
+    assert_eq!(string_scalar("it's"), "'it''s'");
+    assert_eq!(string_scalar("a\nb"), "\"a\\nb\"");
 }
