@@ -132,7 +132,7 @@ pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, Mani
         .iter()
         .try_fold(value, |v, token| v.get(token))
         .ok_or_else(|| field_error(document, &source, &root_tokens.join("."), "missing"))?;
-    let pod: PodView = typed(document, &source, root_tokens, at)?;
+    let pod = typed::<PodView>(document, &source, root_tokens, at)?.with_apiserver_defaults();
 
     let mut owners = Vec::new();
     if let Templated::Owner(owner) = templated {

@@ -1,7 +1,8 @@
 //! `graceful mutate` against the cluster: the same manifests are printed by `graceful
 //! mutate` and applied with kubectl to a cluster where graceful's webhook runs, and the
 //! pods the controllers create carry exactly what the preview printed for them, on every
-//! field graceful changes. Needs a node: DaemonSets make pods only for nodes.
+//! field graceful changes. The pods need not run, only be created: a Node object of the
+//! test's own stands in for a node, for the DaemonSet controller to make a pod for it.
 
 mod support;
 
@@ -10,12 +11,12 @@ use std::time::Duration;
 
 use graceful::api::{APPLIED_ANNOTATION, POLICY_KEY};
 use graceful::manifest;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
 use support::graceful::{Graceful, first_mutated, labelled_namespace};
-use support::{POLICY, TEST_IMAGE, eventually, node_cluster};
+use support::{POLICY, eventually};
 
 /// One of each kind that makes pods, with init containers, a native sidecar, existing
 /// exec and httpGet preStop hooks, and grace periods below and above the policy's 35 s.
@@ -32,21 +33,19 @@ spec:
     spec:
       terminationGracePeriodSeconds: 10
       initContainers:
-        - {name: migrate, image: {image}, imagePullPolicy: Never, command: [sh, -c, "true"]}
+        - {name: migrate, image: {image}, command: [sh, -c, "true"]}
         - name: proxy
           image: {image}
-          imagePullPolicy: Never
           restartPolicy: Always
           command: [sleep, "3600"]
           lifecycle: {preStop: {httpGet: {path: /drain, port: 9901}}}
       containers:
         - name: app
           image: {image}
-          imagePullPolicy: Never
           command: [sleep, "3600"]
           lifecycle: {preStop: {exec: {command: [sh, -c, "sleep 2"]}}}
           readinessProbe: {exec: {command: ["true"]}}
-        - {name: metrics, image: {image}, imagePullPolicy: Never, command: [sleep, "3600"]}
+        - {name: metrics, image: {image}, command: [sleep, "3600"]}
 ---
 apiVersion: apps/v1
 kind: StatefulSet
@@ -60,7 +59,7 @@ spec:
     spec:
       terminationGracePeriodSeconds: 120
       containers:
-        - {name: db, image: {image}, imagePullPolicy: Never, command: [sleep, "3600"]}
+        - {name: db, image: {image}, command: [sleep, "3600"]}
 ---
 apiVersion: apps/v1
 kind: DaemonSet
@@ -74,7 +73,6 @@ spec:
       containers:
         - name: agent
           image: {image}
-          imagePullPolicy: Never
           command: [sleep, "3600"]
           lifecycle: {preStop: {httpGet: {path: /quit, port: 8080}}}
 ---
@@ -87,7 +85,7 @@ spec:
     spec:
       restartPolicy: Never
       containers:
-        - {name: once, image: {image}, imagePullPolicy: Never, command: [sleep, "3600"]}
+        - {name: once, image: {image}, command: [sleep, "3600"]}
 ---
 apiVersion: batch/v1
 kind: CronJob
@@ -103,7 +101,7 @@ spec:
           restartPolicy: Never
           terminationGracePeriodSeconds: 40
           containers:
-            - {name: report, image: {image}, imagePullPolicy: Never, command: [sleep, "3600"]}
+            - {name: report, image: {image}, command: [sleep, "3600"]}
 ---
 apiVersion: v1
 kind: Pod
@@ -117,7 +115,7 @@ spec:
   containers:
     - name: solo
       image: {image}
-      imagePullPolicy: Never
+
       command: [sleep, "3600"]
       lifecycle: {preStop: {httpGet: {path: /stop, port: 8080}}}
       readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 30}
@@ -132,7 +130,7 @@ spec:
     metadata: {labels: {app: legacy}}
     spec:
       containers:
-        - {name: legacy, image: {image}, imagePullPolicy: Never, command: [sleep, "3600"]}
+        - {name: legacy, image: {image}, command: [sleep, "3600"]}
 "#;
 
 /// The `app` label of each workload's pods, and the kind and name whose template
@@ -147,10 +145,11 @@ const WORKLOADS: [(&str, &str); 7] = [
     ("legacy", "ReplicationController"),
 ];
 
-/// What graceful changes in a pod: its label and record, its grace period (the
-/// apiserver's default of 30 when absent), and per container the preStop hook and the
-/// readiness timings. The apiserver's own defaults inside hooks and probes (`scheme`,
-/// `successThreshold`) are left out: graceful does not write them.
+/// What graceful changes in a pod: its label and record, its grace period, and per
+/// container the preStop hook and the readiness timings, each absent one as the
+/// apiserver defaults it (a printed template has no defaults; a created pod has them).
+/// The other defaults inside hooks and probes (`scheme`, `successThreshold`) are left
+/// out: graceful does not write them.
 fn governed_fields(metadata: &Value, spec: &Value) -> Value {
     let containers: Vec<Value> = ["initContainers", "containers"]
         .iter()
@@ -165,18 +164,15 @@ fn governed_fields(metadata: &Value, spec: &Value) -> Value {
                     "exec": hook["exec"],
                     "httpGet": {"path": hook["httpGet"]["path"], "port": hook["httpGet"]["port"]},
                 },
-                "readiness": {
-                    "periodSeconds": probe["periodSeconds"],
-                    "failureThreshold": probe["failureThreshold"],
-                    "timeoutSeconds": probe["timeoutSeconds"],
-                },
+                "readiness": probe.as_object().map(|_| json!({
+                    "periodSeconds": or_default(&probe["periodSeconds"], 10),
+                    "failureThreshold": or_default(&probe["failureThreshold"], 3),
+                    "timeoutSeconds": or_default(&probe["timeoutSeconds"], 1),
+                })),
             })
         })
         .collect();
-    let grace = match &spec["terminationGracePeriodSeconds"] {
-        Value::Null => json!(30),
-        grace => grace.clone(),
-    };
+    let grace = or_default(&spec["terminationGracePeriodSeconds"], 30);
     let applied: Value = metadata["annotations"][APPLIED_ANNOTATION]
         .as_str()
         .map_or(Value::Null, |record| {
@@ -188,6 +184,14 @@ fn governed_fields(metadata: &Value, spec: &Value) -> Value {
         "grace": grace,
         "containers": containers,
     })
+}
+
+/// A field as the apiserver stores it: `default` when absent.
+fn or_default(field: &Value, default: i64) -> Value {
+    match field {
+        Value::Null => json!(default),
+        set => set.clone(),
+    }
 }
 
 /// The pod template `graceful mutate` printed for each workload, by kind.
@@ -217,8 +221,16 @@ fn previewed(manifests: &str, policy: &str) -> Vec<(String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_create_the_pods_that_mutate_printed() {
-    let (cluster, node) = node_cluster();
+    let cluster = support::cluster();
     let client = cluster.client().await;
+    let node = format!("differential-{}", std::process::id());
+    let object: Node = serde_json::from_value(json!({"metadata": {
+        "name": node, "labels": {"kubernetes.io/hostname": node}}}))
+    .unwrap();
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("the Node is created");
     let label = format!("differential-{}", std::process::id());
     let ns = labelled_namespace(cluster, &client, "differential", &label).await;
     let graceful = Graceful::start(cluster, "differential", &[]);
@@ -233,8 +245,8 @@ async fn controllers_create_the_pods_that_mutate_printed() {
 
     let manifests = MANIFESTS
         .replace("{ns}", &ns)
-        .replace("{node}", node)
-        .replace("{image}", TEST_IMAGE);
+        .replace("{node}", &node)
+        .replace("{image}", "registry.example/app:1");
     let preview = previewed(&manifests, &policy);
     assert_eq!(preview.len(), WORKLOADS.len());
 
@@ -271,4 +283,8 @@ async fn controllers_create_the_pods_that_mutate_printed() {
         );
     }
     drop(graceful);
+    Api::<Node>::all(client)
+        .delete(&node, &Default::default())
+        .await
+        .expect("the Node is deleted");
 }
