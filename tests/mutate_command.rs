@@ -343,3 +343,24 @@ fn invalid_policies_are_rejected_as_the_apiserver_rejects_them() {
         );
     }
 }
+
+/// The preview says when the default install would never send a pod to the webhook.
+#[test]
+fn pods_the_installed_webhook_skips_are_named() {
+    let dir = tempdir();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: dns, namespace: kube-system, annotations: {graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: mirror, namespace: shop, annotations: {kubernetes.io/config.mirror: abc, graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n";
+    std::fs::write(dir.join("skipped.yaml"), pod).unwrap();
+    let output = graceful(&dir, &["mutate", "-f", "skipped.yaml"]);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "graceful: Pod/dns: the installed webhook never sees pods in namespace kube-system"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("graceful: Pod/mirror: the installed webhook skips this pod (matchCondition not-a-mirror-pod"),
+        "{stderr}"
+    );
+}

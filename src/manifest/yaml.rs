@@ -288,7 +288,7 @@ fn scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, S
             let resolved = resolve_plain(text);
             match (wanted, resolved.kind) {
                 // JSON writes the float 256.0 as 256, as it writes the integer.
-                ("float", Kind::Int) => Ok(resolved.value),
+                ("float", ScalarKind::Int) => Ok(resolved.value),
                 (wanted, kind) if kind.tag() == wanted => json_value(text, resolved),
                 (wanted, kind) => Err(format!(
                     "cannot decode !!{} `{text}` as a !!{wanted}",
@@ -302,7 +302,7 @@ fn scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, S
 /// The JSON value of a resolved scalar: JSON has no infinity and no NaN, and kubectl
 /// fails on them.
 fn json_value(text: &str, resolved: Resolved) -> Result<Value, String> {
-    if resolved.kind == Kind::Float && resolved.value.is_null() {
+    if resolved.kind == ScalarKind::Float && resolved.value.is_null() {
         return Err(format!(
             "kubectl cannot send `{text}`: JSON has no such number"
         ));
@@ -312,7 +312,7 @@ fn json_value(text: &str, resolved: Resolved) -> Result<Value, String> {
 
 /// What a plain scalar resolves to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ScalarKind {
     Null,
     Bool,
     Int,
@@ -320,21 +320,21 @@ pub enum Kind {
     Str,
 }
 
-impl Kind {
+impl ScalarKind {
     fn tag(self) -> &'static str {
         match self {
-            Kind::Null => "null",
-            Kind::Bool => "bool",
-            Kind::Int => "int",
-            Kind::Float => "float",
-            Kind::Str => "str",
+            ScalarKind::Null => "null",
+            ScalarKind::Bool => "bool",
+            ScalarKind::Int => "int",
+            ScalarKind::Float => "float",
+            ScalarKind::Str => "str",
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
-    pub kind: Kind,
+    pub kind: ScalarKind,
     /// The JSON value kubectl sends for it.
     pub value: Value,
 }
@@ -365,21 +365,21 @@ pub struct Resolved {
 pub fn resolve_plain(text: &str) -> Resolved {
     let word = match text {
         "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            Some((Kind::Bool, Value::Bool(true)))
+            Some((ScalarKind::Bool, Value::Bool(true)))
         }
         "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            Some((Kind::Bool, Value::Bool(false)))
+            Some((ScalarKind::Bool, Value::Bool(false)))
         }
-        "" | "~" | "null" | "Null" | "NULL" => Some((Kind::Null, Value::Null)),
+        "" | "~" | "null" | "Null" | "NULL" => Some((ScalarKind::Null, Value::Null)),
         ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF"
-        | "-.inf" | "-.Inf" | "-.INF" => Some((Kind::Float, Value::Null)),
+        | "-.inf" | "-.Inf" | "-.INF" => Some((ScalarKind::Float, Value::Null)),
         _ => None,
     };
     if let Some((kind, value)) = word {
         return Resolved { kind, value };
     }
     let string = || Resolved {
-        kind: Kind::Str,
+        kind: ScalarKind::Str,
         value: Value::String(text.to_owned()),
     };
     let first = text.as_bytes()[0];
@@ -392,7 +392,7 @@ pub fn resolve_plain(text: &str) -> Resolved {
     let plain = text.replace('_', "");
     if let Some(int) = go_parse_int(&plain) {
         return Resolved {
-            kind: Kind::Int,
+            kind: ScalarKind::Int,
             value: int,
         };
     }
@@ -407,7 +407,7 @@ fn float(value: f64) -> Resolved {
         Number::from_f64(value).map_or(Value::Null, Value::Number)
     };
     Resolved {
-        kind: Kind::Float,
+        kind: ScalarKind::Float,
         value,
     }
 }
@@ -509,7 +509,7 @@ fn is_safe_plain(text: &str) -> bool {
     });
     allowed
         && (first.is_ascii_alphanumeric() || first == '/' || first == '.')
-        && resolve_plain(text).kind == Kind::Str
+        && resolve_plain(text).kind == ScalarKind::Str
 }
 
 /// A value as block-style YAML that kubectl reads as the same JSON value; keys keep their

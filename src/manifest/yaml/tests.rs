@@ -196,7 +196,7 @@ fn documents_are_cut_at_their_markers_and_cover_the_stream() {
 #[test]
 fn a_marker_is_a_whole_word_at_the_start_of_a_line() {
     let text = "a: |\n  ---\n---x: 1\n";
-    assert!(documents(text).is_err() || documents(text).unwrap().len() == 1);
+    assert_eq!(read(text), json!({"a": "---\n", "---x": 1}));
     let text = "a: |\n  --- not a marker\nb: 1\n";
     assert_eq!(read(text), json!({"a": "--- not a marker\n", "b": 1}));
 }
