@@ -19,9 +19,10 @@ use crate::webhook::policies::PolicyIndex;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The manifest: YAML or JSON, several documents, `-` for standard input. Pods,
-    /// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs are
-    /// mutated; GracefulPolicies in it are used; everything else passes through.
+    /// The manifest: YAML or JSON, several documents, `-` for standard input, read as
+    /// kubectl reads it. Pods, PodTemplates and the kinds that create pods (Deployments,
+    /// StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs)
+    /// are mutated; GracefulPolicies in it are used; everything else passes through.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     file: PathBuf,
 

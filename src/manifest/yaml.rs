@@ -50,13 +50,15 @@ pub fn documents(text: &str) -> Result<Vec<Document>, YamlError> {
     let mut out: Vec<Document> = Vec::new();
     // Comments before the first `---` belong to the document after them.
     let mut leading: Option<usize> = None;
+    // Lines before the current chunk, counted as the chunks go by.
+    let mut lines_before = 0;
     for (span, explicit) in cut(text) {
         let chunk = &text[span.clone()];
-        let first_line = text[..span.start].matches('\n').count() + 1;
         let value = read_one(chunk).map_err(|mut error| {
-            error.line += first_line - 1;
+            error.line += lines_before;
             error
         })?;
+        lines_before += chunk.matches('\n').count();
         // A document of only `null` holds no object, as an empty one.
         let value = value.filter(|value| !value.is_null());
         if value.is_none() && !explicit && out.is_empty() {
