@@ -192,6 +192,7 @@ async fn status_is_its_own_subresource() {
             total: 3,
             window_seconds: Some(3600),
             window_start: Some(Time(Timestamp::from_second(1_700_000_000).unwrap())),
+            ..ViolationCounts::default()
         }),
         ..GracefulPolicyStatus::default()
     };
@@ -241,7 +242,7 @@ async fn status_is_its_own_subresource() {
         .unwrap();
     let after = policies.get("web").await.unwrap();
     assert_eq!(after.metadata.generation, Some(generation + 1));
-    assert_eq!(after.spec.drain.shutdown_budget_seconds, 40);
+    assert_eq!(after.spec.drain.budget.shutdown_budget_seconds, 40);
     assert_eq!(after.status.as_ref(), Some(&status));
 }
 

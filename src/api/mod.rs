@@ -5,10 +5,11 @@ mod policy;
 mod status;
 
 pub use policy::{
-    Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction, Readiness,
+    Budget, Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction,
+    Readiness,
 };
 pub use status::{
-    GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts,
+    GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts, ViolationKind,
 };
 
 /// Annotation on a pod, its template or an owning workload that names the governing
