@@ -26,9 +26,9 @@ pub trait Index<K>: Send + Sync {
 /// Why a watch stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("the {0} watch ended")]
+    #[error("{0} ended")]
     Ended(String),
-    #[error("the {watch} watch is forbidden: {source}")]
+    #[error("{watch} is forbidden: {source}")]
     Forbidden {
         watch: String,
         #[source]
@@ -143,7 +143,7 @@ mod tests {
         }
         assert_eq!(
             health.state("things"),
-            Some(State::Failed("the things watch ended".to_owned()))
+            Some(State::Failed("things ended".to_owned()))
         );
     }
 
