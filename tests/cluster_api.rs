@@ -51,6 +51,7 @@ async fn kubectl_lists_policies_with_their_printer_columns() {
             "MODE",
             "SLEEP",
             "BUDGET",
+            "GIVES",
             "GRACE",
             "VIOLATIONS",
             "READY",
@@ -185,6 +186,7 @@ async fn status_is_its_own_subresource() {
             observed_generation: Some(generation),
         }],
         termination_grace_period_seconds: Some(30),
+        grace_periods: Some("30-45".into()),
         violations: Some(ViolationCounts {
             budget_exceeded: 1,
             oom_killed: 0,
@@ -219,7 +221,7 @@ async fn status_is_its_own_subresource() {
 
     let table = cluster.kubectl_ok(&["get", "gp", "web", "-n", &ns, "--no-headers"]);
     let row: Vec<&str> = table.split_whitespace().collect();
-    assert_eq!(row[..5], ["web", "Enforce", "30", "3", "True"]);
+    assert_eq!(row[..5], ["web", "Enforce", "30-45", "3", "True"]);
 
     cluster.kubectl_ok(&[
         "wait",

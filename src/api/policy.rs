@@ -26,8 +26,8 @@ use super::status::GracefulPolicyStatus;
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode", description = "Enforce mutates pods; Audit only reports"),
     printcolumn(name = "Sleep", type_ = "integer", json_path = ".spec.drain.preStopSleepSeconds", priority = 1, description = "preStop sleep in seconds"),
     printcolumn(name = "Budget", type_ = "integer", json_path = ".spec.drain.shutdownBudgetSeconds", priority = 1, description = "seconds the app gets after SIGTERM"),
+    printcolumn(name = "Gives", type_ = "integer", json_path = ".status.terminationGracePeriodSeconds", priority = 1, description = "terminationGracePeriodSeconds the policy gives to pods whose own is not longer"),
     printcolumn(name = "Grace", type_ = "string", json_path = ".status.gracePeriods", description = "terminationGracePeriodSeconds governed pods have (a range when they differ)"),
-    printcolumn(name = "Policy Grace", type_ = "integer", json_path = ".status.terminationGracePeriodSeconds", priority = 1, description = "terminationGracePeriodSeconds the policy gives to pods whose own is not longer"),
     printcolumn(name = "Violations", type_ = "integer", json_path = ".status.violations.total", description = "bad shutdowns, OOM kills and restarts in the current window"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
