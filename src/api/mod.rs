@@ -3,6 +3,7 @@
 
 mod policy;
 mod status;
+mod validate;
 
 pub use policy::{
     Budget, Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction,
@@ -11,6 +12,7 @@ pub use policy::{
 pub use status::{
     GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts, ViolationKind,
 };
+pub use validate::{Invalid, validate};
 
 /// Annotation on a pod, its template or an owning workload that names the governing
 /// policy (or opts out with [`OPT_OUT`]); also the label graceful puts on governed pods,

@@ -2,27 +2,24 @@
 //! admission may make when the owner cache has not caught up (see [`super::owners`]
 //! for why owners are cached this way).
 
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Api, Client, ResourceExt};
 
-use super::owners::{Kind, OwnerIndex, Trimmed, Walk};
+use super::owners::{OwnerIndex, Trimmed, Walk};
 use super::policies::{NamespacePolicies, PolicyIndex};
-use super::{Lookup, NotSynced};
+use super::{Lookup, NotSynced, OwnersError};
 use crate::api::GracefulPolicy;
+use crate::kinds::Kind;
 use crate::metrics::Metrics;
 use crate::resolve::Owner;
 use crate::runtime::health::{Component, Health};
@@ -107,26 +104,8 @@ impl Caches {
             .into_iter()
             .map(|kind| {
                 let component = health.register(format!("{} watch", kind.name()));
-                let (caches, client) = (self.clone(), client.clone());
-                let watch = match kind {
-                    Kind::ReplicaSet => {
-                        watch_owners::<ReplicaSet>(caches, client, kind, component).boxed()
-                    }
-                    Kind::Deployment => {
-                        watch_owners::<Deployment>(caches, client, kind, component).boxed()
-                    }
-                    Kind::StatefulSet => {
-                        watch_owners::<StatefulSet>(caches, client, kind, component).boxed()
-                    }
-                    Kind::DaemonSet => {
-                        watch_owners::<DaemonSet>(caches, client, kind, component).boxed()
-                    }
-                    Kind::Job => watch_owners::<Job>(caches, client, kind, component).boxed(),
-                    Kind::CronJob => {
-                        watch_owners::<CronJob>(caches, client, kind, component).boxed()
-                    }
-                };
-                (kind, watch)
+                let watch = watch_owners(self.clone(), client.clone(), kind, component);
+                (kind, watch.boxed())
             })
             .collect()
     }
@@ -137,26 +116,32 @@ impl Caches {
         namespace: &str,
         kind: Kind,
         name: &str,
-    ) -> Result<Option<Trimmed>, String> {
+    ) -> Result<Option<Trimmed>, OwnersError> {
+        let missing = || OwnersError::NotCached {
+            kind: kind.name(),
+            name: name.to_owned(),
+        };
         let Some(client) = &self.client else {
-            return Err(format!("{}/{name} is not in the owner cache", kind.name()));
+            return Err(missing());
         };
-        let read = match kind {
-            Kind::ReplicaSet => fetch_meta::<ReplicaSet>(client, namespace, name).boxed(),
-            Kind::Deployment => fetch_meta::<Deployment>(client, namespace, name).boxed(),
-            Kind::StatefulSet => fetch_meta::<StatefulSet>(client, namespace, name).boxed(),
-            Kind::DaemonSet => fetch_meta::<DaemonSet>(client, namespace, name).boxed(),
-            Kind::Job => fetch_meta::<Job>(client, namespace, name).boxed(),
-            Kind::CronJob => fetch_meta::<CronJob>(client, namespace, name).boxed(),
-        };
-        let result = match tokio::time::timeout(OWNER_FETCH_TIMEOUT, read).await {
-            Ok(Ok(Some(meta))) => Ok(Some(Trimmed::from_meta(&meta))),
+        let api = Api::<PartialObjectMeta<DynamicObject>>::namespaced_with(
+            client.clone(),
+            namespace,
+            &api_resource(kind),
+        );
+        let result = match tokio::time::timeout(OWNER_FETCH_TIMEOUT, api.get_opt(name)).await {
+            Ok(Ok(Some(object))) => Ok(Some(Trimmed::from_meta(&object.metadata))),
             Ok(Ok(None)) => Ok(None),
-            Ok(Err(error)) => Err(format!("reading {}/{name}: {error}", kind.name())),
-            Err(_) => Err(format!(
-                "reading {}/{name} took longer than {OWNER_FETCH_TIMEOUT:?}",
-                kind.name()
-            )),
+            Ok(Err(source)) => Err(OwnersError::Read {
+                kind: kind.name(),
+                name: name.to_owned(),
+                source,
+            }),
+            Err(_) => Err(OwnersError::Timeout {
+                kind: kind.name(),
+                name: name.to_owned(),
+                timeout: OWNER_FETCH_TIMEOUT,
+            }),
         };
         let label = match &result {
             Ok(Some(_)) => "found",
@@ -171,7 +156,7 @@ impl Caches {
         &self,
         namespace: &str,
         controller: (Kind, &str),
-    ) -> Result<Vec<Owner>, String> {
+    ) -> Result<Vec<Owner>, OwnersError> {
         let walk = self
             .owners
             .read()
@@ -193,31 +178,43 @@ impl Caches {
             .walk_from(namespace, (kind, &name), fetched, found);
         match walk {
             Walk::Done(owners) => Ok(owners),
-            Walk::Missing { kind, name, .. } => Err(format!(
-                "{}/{name} is not in the owner cache yet",
-                kind.name()
-            )),
+            Walk::Missing { kind, name, .. } => Err(OwnersError::NotCached {
+                kind: kind.name(),
+                name,
+            }),
         }
     }
 }
 
+/// The API of an owner kind. Every kind that owns pods is served at `v1` of its group.
+fn api_resource(kind: Kind) -> ApiResource {
+    let group = kind.group();
+    let api_version = match group {
+        "" => "v1".to_owned(),
+        group => format!("{group}/v1"),
+    };
+    ApiResource {
+        group: group.to_owned(),
+        version: "v1".to_owned(),
+        api_version,
+        kind: kind.name().to_owned(),
+        plural: kind.resource().to_owned(),
+    }
+}
+
 /// Metadata only, each object trimmed on arrival: the cache never holds a spec or
-/// managed fields.
-async fn watch_owners<K>(
+/// managed fields, even while a relist is gathered.
+async fn watch_owners(
     caches: Arc<Caches>,
     client: Client,
     kind: Kind,
     component: Component,
-) -> WatchError
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let events = watcher::watcher(
-        Api::<PartialObjectMeta<K>>::all(client),
-        watcher::Config::default(),
-    )
-    .default_backoff();
-    let indexes: [Arc<dyn driver::Index<PartialObjectMeta<K>>>; 1] =
+) -> WatchError {
+    let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &api_resource(kind));
+    let events = watcher::watcher(api, watcher::Config::default())
+        .modify(|object| Trimmed::strip(&mut object.metadata))
+        .default_backoff();
+    let indexes: [Arc<dyn driver::Index<PartialObjectMeta<DynamicObject>>>; 1] =
         [Arc::new(OwnerFeed { caches, kind })];
     driver::drive(events, &indexes, &component).await
 }
@@ -228,16 +225,16 @@ struct OwnerFeed {
     kind: Kind,
 }
 
-impl<K: Send + Sync> driver::Index<PartialObjectMeta<K>> for OwnerFeed {
-    fn apply(&self, object: &PartialObjectMeta<K>) {
+impl driver::Index<PartialObjectMeta<DynamicObject>> for OwnerFeed {
+    fn apply(&self, object: &PartialObjectMeta<DynamicObject>) {
         self.caches.owner_applied(self.kind, &object.metadata);
     }
 
-    fn delete(&self, object: &PartialObjectMeta<K>) {
+    fn delete(&self, object: &PartialObjectMeta<DynamicObject>) {
         self.caches.owner_deleted(self.kind, &object.metadata);
     }
 
-    fn relist(&self, objects: &[PartialObjectMeta<K>]) {
+    fn relist(&self, objects: &[PartialObjectMeta<DynamicObject>]) {
         let listed = objects
             .iter()
             .filter_map(|object| {
@@ -269,24 +266,6 @@ impl driver::Index<GracefulPolicy> for Caches {
     }
 }
 
-async fn fetch_meta<K>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<ObjectMeta>, kube::Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-{
-    let api = Api::<K>::namespaced(client.clone(), namespace);
-    Ok(api
-        .get_metadata_opt(name)
-        .await?
-        .map(|object| object.metadata))
-}
-
 impl Lookup for Caches {
     fn policies(&self, namespace: &str) -> Result<Option<Arc<NamespacePolicies>>, NotSynced> {
         if !self.policies_synced.load(Ordering::Acquire) {
@@ -303,7 +282,7 @@ impl Lookup for Caches {
         &'a self,
         namespace: &'a str,
         controller: (Kind, &'a str),
-    ) -> BoxFuture<'a, Result<Vec<Owner>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<Owner>, OwnersError>> {
         self.owners_of(namespace, controller).boxed()
     }
 }
