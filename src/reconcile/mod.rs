@@ -106,6 +106,7 @@ impl Reconciler {
             Api::<Pod>::all(client),
             watcher::Config::default().labels(POLICY_KEY),
         )
+        .modify(ObservedPod::strip)
         .default_backoff();
         let indexes: [Arc<dyn driver::Index<Pod>>; 1] = [self];
         driver::drive(pods, &indexes, &component).await

@@ -35,7 +35,9 @@ impl Tasks {
             Ok((id, Ok(()))) => (id, "ended".to_owned()),
             Ok((id, Err(error))) => (id, format!("failed: {error:#}")),
             Err(error) if error.is_panic() => {
-                (error.id(), format!("panicked: {}", panic_text(error)))
+                let id = error.id();
+                let message = panic_message(error.into_panic().as_ref());
+                (id, format!("panicked: {message}"))
             }
             Err(error) => (error.id(), "was cancelled".to_owned()),
         };
@@ -47,8 +49,8 @@ impl Tasks {
     }
 }
 
-fn panic_text(error: tokio::task::JoinError) -> String {
-    let panic = error.into_panic();
+/// What a panic said, when it said it with a string.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
