@@ -110,3 +110,44 @@ fn references(announcement: &Announcement) -> (ObjectReference, ObjectReference)
     };
     (pod, policy)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{RecentViolation, ViolationKind};
+    use crate::reconcile::PolicyRef;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn announcement() -> Announcement {
+        Announcement {
+            policy: PolicyRef {
+                namespace: "shop".into(),
+                name: "web".into(),
+            },
+            policy_uid: None,
+            pod_uid: "u1".into(),
+            violation: RecentViolation {
+                pod: "web-1".into(),
+                container: "app".into(),
+                kind: ViolationKind::OomKilled,
+                at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                detail: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let metrics = Arc::new(Metrics::new());
+        let (queue, mut receiver) = EventQueue::new(metrics.clone());
+        for _ in 0..QUEUE_CAPACITY + 2 {
+            queue.send(announcement());
+        }
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("graceful_events_dropped_total 2"), "{text}");
+        assert!(
+            receiver.try_recv().is_ok(),
+            "the first ones wait to be published"
+        );
+    }
+}

@@ -29,7 +29,7 @@ use crate::runtime::watch::{self as driver, WatchError};
 /// webhook's own timeout (`timeoutSeconds`) is a few times longer.
 pub const OWNER_FETCH_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The policy and owner indexes, filled by the watches of [`Caches::watches`] or by
+/// The policy and owner indexes, filled by the watches of [`Caches::owner_watches`] (and the shared policy watch) or by
 /// hand in tests.
 pub struct Caches {
     policies: RwLock<PolicyIndex>,
