@@ -29,8 +29,8 @@ use crate::runtime::watch::{self as driver, WatchError};
 /// webhook's own timeout (`timeoutSeconds`) is a few times longer.
 pub const OWNER_FETCH_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The policy and owner indexes, filled by the watches of [`Caches::owner_watches`] (and the shared policy watch) or by
-/// hand in tests.
+/// The policy and owner indexes, filled by the watches of [`Caches::owner_watches`]
+/// and the shared GracefulPolicy watch, or by hand in tests.
 pub struct Caches {
     policies: RwLock<PolicyIndex>,
     policies_synced: AtomicBool,
