@@ -106,9 +106,9 @@ impl Reconciler {
             Api::<Pod>::all(client),
             watcher::Config::default().labels(POLICY_KEY),
         )
-        .modify(ObservedPod::strip)
         .default_backoff();
-        let indexes: [Arc<dyn driver::Index<Pod>>; 1] = [self];
+        let pods = driver::trimmed(pods, |pod| ObservedPod::from_pod(&pod));
+        let indexes: [Arc<dyn driver::Index<ObservedPod>>; 1] = [self];
         driver::drive(pods, &indexes, &component).await
     }
 
@@ -225,22 +225,17 @@ impl driver::Index<GracefulPolicy> for Reconciler {
     }
 }
 
-impl driver::Index<Pod> for Reconciler {
-    fn apply(&self, pod: &Pod) {
-        if let Some(pod) = ObservedPod::from_pod(pod) {
-            self.observe_pods(|index, now| index.apply_pod(&pod, now));
-        }
+impl driver::Index<ObservedPod> for Reconciler {
+    fn apply(&self, pod: &ObservedPod) {
+        self.observe_pods(|index, now| index.apply_pod(pod, now));
     }
 
-    fn delete(&self, pod: &Pod) {
-        if let Some(pod) = ObservedPod::from_pod(pod) {
-            self.observe_pods(|index, now| index.delete_pod(&pod, now));
-        }
+    fn delete(&self, pod: &ObservedPod) {
+        self.observe_pods(|index, now| index.delete_pod(pod, now));
     }
 
-    fn relist(&self, pods: &[Pod]) {
-        let pods: Vec<ObservedPod> = pods.iter().filter_map(ObservedPod::from_pod).collect();
-        self.observe_pods(|index, now| index.relist_pods(&pods, now));
+    fn relist(&self, pods: &[ObservedPod]) {
+        self.observe_pods(|index, now| index.relist_pods(pods, now));
     }
 }
 

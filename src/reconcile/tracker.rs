@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 use crate::api::{APPLIED_ANNOTATION, Budget, POLICY_KEY};
 use crate::mutate::{ChangeRecord, DEFAULT_GRACE_PERIOD_SECONDS};
@@ -98,35 +98,6 @@ impl ObservedPod {
                 .cloned()
                 .collect(),
         })
-    }
-
-    /// Drops from `pod`, as it arrives from the watch, everything
-    /// [`ObservedPod::from_pod`] does not read: a relist holds every governed pod at once.
-    pub fn strip(pod: &mut Pod) {
-        let meta = &mut pod.metadata;
-        meta.managed_fields = None;
-        meta.owner_references = None;
-        if let Some(labels) = &mut meta.labels {
-            labels.retain(|key, _| key == POLICY_KEY);
-        }
-        if let Some(annotations) = &mut meta.annotations {
-            annotations.retain(|key, _| key == APPLIED_ANNOTATION);
-        }
-        pod.spec = pod.spec.take().map(|spec| PodSpec {
-            termination_grace_period_seconds: spec.termination_grace_period_seconds,
-            init_containers: spec.init_containers.map(|containers| {
-                containers
-                    .into_iter()
-                    .filter(is_sidecar)
-                    .map(|c| Container {
-                        name: c.name,
-                        restart_policy: c.restart_policy,
-                        ..Container::default()
-                    })
-                    .collect()
-            }),
-            ..PodSpec::default()
-        });
     }
 }
 

@@ -7,7 +7,7 @@
 //! leaves an index that no longer moves, so the driver returns and the process fails
 //! (see [`super::tasks`]) rather than go on answering from a stale cache.
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, future};
 use kube::runtime::watcher::{self, Event};
 use std::sync::Arc;
 
@@ -72,6 +72,25 @@ pub async fn drive<K>(
     let error = WatchError::Ended(name);
     component.failed(&error);
     error
+}
+
+/// Turns each object into what the indexes keep as it arrives (objects that yield
+/// nothing are dropped), so that a relist never holds whole objects at once.
+pub fn trimmed<K, T>(
+    events: impl Stream<Item = watcher::Result<Event<K>>>,
+    trim: impl Fn(K) -> Option<T>,
+) -> impl Stream<Item = watcher::Result<Event<T>>> {
+    events.filter_map(move |event| {
+        let event = match event {
+            Ok(Event::Apply(object)) => trim(object).map(|t| Ok(Event::Apply(t))),
+            Ok(Event::Delete(object)) => trim(object).map(|t| Ok(Event::Delete(t))),
+            Ok(Event::InitApply(object)) => trim(object).map(|t| Ok(Event::InitApply(t))),
+            Ok(Event::Init) => Some(Ok(Event::Init)),
+            Ok(Event::InitDone) => Some(Ok(Event::InitDone)),
+            Err(error) => Some(Err(error)),
+        };
+        future::ready(event)
+    })
 }
 
 /// The apiserver refused graceful this watch: retrying cannot help until its RBAC
@@ -145,6 +164,27 @@ mod tests {
             health.state("things"),
             Some(State::Failed("things ended".to_owned()))
         );
+    }
+
+    #[tokio::test]
+    async fn trimming_keeps_the_order_and_drops_what_yields_nothing() {
+        let events = futures::stream::iter([
+            Ok(Event::Init),
+            Ok(Event::InitApply(1)),
+            Ok(Event::InitApply(-1)),
+            Ok(Event::InitDone),
+            Ok(Event::Delete(2)),
+        ]);
+        let trimmed: Vec<String> = trimmed(events, |n: i32| (n > 0).then(|| n.to_string()))
+            .map(|event| match event {
+                Ok(Event::InitApply(t) | Event::Delete(t) | Event::Apply(t)) => t,
+                Ok(Event::Init) => "init".to_owned(),
+                Ok(Event::InitDone) => "done".to_owned(),
+                Err(_) => "error".to_owned(),
+            })
+            .collect()
+            .await;
+        assert_eq!(trimmed, ["init", "1", "done", "2"]);
     }
 
     #[tokio::test]

@@ -305,31 +305,3 @@ fn a_relist_forgets_pods_and_policies_that_are_gone() {
     index.relist_policies(&[]);
     assert!(index.statuses(&at(2)).is_empty(), "no policy, no status");
 }
-
-#[test]
-fn a_pod_stripped_on_arrival_reads_the_same() {
-    let full: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
-                     "labels": {"graceful.dev/policy": "web", "app": "web"},
-                     "annotations": {"graceful.dev/applied": "{}", "other": "x"},
-                     "managedFields": [{"manager": "kubectl"}],
-                     "deletionTimestamp": rfc3339(15), "deletionGracePeriodSeconds": 5},
-        "spec": {"terminationGracePeriodSeconds": 15,
-                 "containers": [{"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]}],
-                 "initContainers": [{"name": "proxy", "image": "p", "restartPolicy": "Always"},
-                                    {"name": "migrate", "image": "m"}]},
-        "status": {"reason": "Evicted", "message": "low on memory",
-                   "initContainerStatuses": [{"name": "proxy", "image": "p", "imageID": "", "ready": true, "restartCount": 1}]}
-    }))
-    .unwrap();
-    let mut stripped = full.clone();
-    ObservedPod::strip(&mut stripped);
-    assert_eq!(
-        ObservedPod::from_pod(&stripped),
-        ObservedPod::from_pod(&full)
-    );
-    assert!(stripped.metadata.managed_fields.is_none());
-    let spec = stripped.spec.unwrap();
-    assert!(spec.containers.is_empty());
-    assert_eq!(spec.init_containers.unwrap().len(), 1);
-}
