@@ -86,7 +86,7 @@ fn identity_from(pod_name: Option<String>, hostname: Option<String>, pid: u32) -
 
 /// What to do with the lease as read.
 #[derive(Debug, Clone, PartialEq)]
-enum Decision {
+enum Claim {
     /// There is none: create it, held by me.
     Create(LeaseSpec),
     /// I hold it: write it back with a new renewTime.
@@ -100,10 +100,10 @@ enum Decision {
 /// The rule every replica applies to the lease it read, at `now`. A lease is live
 /// until `renewTime + leaseDurationSeconds` (`duration` when the lease has none),
 /// inclusive; one without a renewTime was never proven live.
-fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp, duration: Duration) -> Decision {
+fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp, duration: Duration) -> Claim {
     let seconds = lease_seconds(duration);
     let Some(lease) = lease else {
-        return Decision::Create(LeaseSpec {
+        return Claim::Create(LeaseSpec {
             holder_identity: Some(identity.to_owned()),
             lease_duration_seconds: Some(seconds),
             acquire_time: Some(MicroTime(now)),
@@ -115,7 +115,7 @@ fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp, duration: Durat
     let current = lease.spec.clone().unwrap_or_default();
     let holder = current.holder_identity.as_deref().unwrap_or_default();
     if holder == identity {
-        return Decision::Renew(LeaseSpec {
+        return Claim::Renew(LeaseSpec {
             lease_duration_seconds: Some(seconds),
             acquire_time: current.acquire_time.clone().or(Some(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
@@ -131,12 +131,12 @@ fn decide(lease: Option<&Lease>, identity: &str, now: Timestamp, duration: Durat
             now.duration_since(renewed.0) <= SignedDuration::from_secs(held_for.into())
         });
         if live {
-            return Decision::Follow {
+            return Claim::Follow {
                 holder: holder.to_owned(),
             };
         }
     }
-    Decision::TakeOver(LeaseSpec {
+    Claim::TakeOver(LeaseSpec {
         holder_identity: Some(identity.to_owned()),
         lease_duration_seconds: Some(seconds),
         acquire_time: Some(MicroTime(now)),
@@ -277,8 +277,8 @@ async fn round(api: &Api<Lease>, config: &LeaseConfig) -> Result<Role, kube::Err
     let now = Timestamp::now();
     let current = api.get_opt(&config.name).await?;
     let spec = match decide(current.as_ref(), &config.identity, now, config.duration) {
-        Decision::Follow { holder } => return Ok(Role::Follower { holder }),
-        Decision::Create(spec) | Decision::Renew(spec) | Decision::TakeOver(spec) => Some(spec),
+        Claim::Follow { holder } => return Ok(Role::Follower { holder }),
+        Claim::Create(spec) | Claim::Renew(spec) | Claim::TakeOver(spec) => Some(spec),
     };
     let written = match current {
         None => {

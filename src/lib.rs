@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mutate;
 pub mod reconcile;
 pub mod resolve;
+pub mod runtime;
 pub mod shutdown;
 pub mod tls;
 pub mod webhook;

@@ -19,6 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::runtime::health::{Answer, Health};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -72,6 +74,9 @@ pub struct Metrics {
     shutdown_seconds: HistogramFamily<PolicyLabels>,
     violations: Family<ViolationLabels, Counter>,
     status_writes: Family<ResultLabels, Counter>,
+    status_write_seconds: Histogram,
+    events: Family<ResultLabels, Counter>,
+    events_dropped: Counter,
     tracked_pods: Gauge,
 }
 
@@ -143,8 +148,27 @@ impl Metrics {
         let status_writes = Family::default();
         registry.register(
             "status_writes",
-            "GracefulPolicy status writes, by result",
+            "GracefulPolicy status writes, by result (ok, error, timeout)",
             status_writes.clone(),
+        );
+        // 5 ms to ~20 s.
+        let status_write_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 13));
+        registry.register(
+            "status_write_duration_seconds",
+            "Time one GracefulPolicy status write took",
+            status_write_seconds.clone(),
+        );
+        let events = Family::default();
+        registry.register(
+            "events",
+            "Events published for violations, by result (ok, error, timeout)",
+            events.clone(),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events not published because their queue was full",
+            events_dropped.clone(),
         );
         let tracked_pods = Gauge::default();
         registry.register(
@@ -156,6 +180,9 @@ impl Metrics {
             shutdown_seconds,
             violations,
             status_writes,
+            status_write_seconds,
+            events,
+            events_dropped,
             tracked_pods,
             registry,
             admissions,
@@ -222,10 +249,19 @@ impl Metrics {
         self.violations.get_or_create(&labels).inc();
     }
 
-    pub fn status_written(&self, result: &'static str) {
+    pub fn status_written(&self, result: &'static str, took: Duration) {
         self.status_writes
             .get_or_create(&ResultLabels { result })
             .inc();
+        self.status_write_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn event_published(&self, result: &'static str) {
+        self.events.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     pub fn tracked_pods(&self, count: usize) {
@@ -241,29 +277,30 @@ impl Metrics {
     }
 }
 
-/// Whether graceful is ready to serve; asked on each `/readyz`.
-pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
-
 #[derive(Clone)]
 struct Admin {
     metrics: Arc<Metrics>,
-    ready: Readiness,
+    health: Arc<Health>,
 }
 
-/// `/healthz` (the process answers), `/readyz` (`ready` says so) and `/metrics`.
-pub fn admin_router(metrics: Arc<Metrics>, ready: Readiness) -> Router {
+/// `/healthz` (the process answers), `/readyz` (every component of `health` is ready,
+/// and graceful is not shutting down) and `/metrics`.
+pub fn admin_router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(Admin { metrics, ready })
+        .with_state(Admin { metrics, health })
 }
 
+/// 503 names what is not ready.
 async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
-    if (admin.ready)() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    match admin.health.answer() {
+        Answer::Ready => (StatusCode::OK, "ok\n".to_owned()),
+        Answer::NotReady(reasons) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{}\n", reasons.join("\n")),
+        ),
     }
 }
 
@@ -305,18 +342,18 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         metrics.admission("patched", Duration::from_micros(80));
         metrics.fail_open("panic");
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = ready.clone();
-        let router = admin_router(
-            metrics,
-            Arc::new(move || flag.load(std::sync::atomic::Ordering::Relaxed)),
-        );
+        let health = Arc::new(Health::default());
+        let watch = health.register("Pod watch");
+        let router = admin_router(metrics, health);
         assert_eq!(get_text(router.clone(), "/healthz").await.0, StatusCode::OK);
         assert_eq!(
-            get_text(router.clone(), "/readyz").await.0,
-            StatusCode::SERVICE_UNAVAILABLE
+            get_text(router.clone(), "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready\nPod watch: not ready yet\n".to_owned()
+            )
         );
-        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        watch.ready();
         assert_eq!(get_text(router.clone(), "/readyz").await.0, StatusCode::OK);
         let (status, text) = get_text(router, "/metrics").await;
         assert_eq!(status, StatusCode::OK);

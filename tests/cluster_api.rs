@@ -55,6 +55,7 @@ async fn kubectl_lists_policies_with_their_printer_columns() {
             "MODE",
             "SLEEP",
             "BUDGET",
+            "GIVES",
             "GRACE",
             "VIOLATIONS",
             "READY",
@@ -136,6 +137,7 @@ async fn status_is_its_own_subresource() {
             observed_generation: Some(generation),
         }],
         termination_grace_period_seconds: Some(30),
+        grace_periods: Some("30-45".into()),
         violations: Some(ViolationCounts {
             budget_exceeded: 1,
             oom_killed: 0,
@@ -143,6 +145,7 @@ async fn status_is_its_own_subresource() {
             total: 3,
             window_seconds: Some(3600),
             window_start: Some(Time(Timestamp::from_second(1_700_000_000).unwrap())),
+            ..ViolationCounts::default()
         }),
         ..GracefulPolicyStatus::default()
     };
@@ -169,7 +172,7 @@ async fn status_is_its_own_subresource() {
 
     let table = cluster.kubectl_ok(&["get", "gp", "web", "-n", &ns, "--no-headers"]);
     let row: Vec<&str> = table.split_whitespace().collect();
-    assert_eq!(row[..5], ["web", "Enforce", "30", "3", "True"]);
+    assert_eq!(row[..5], ["web", "Enforce", "30-45", "3", "True"]);
 
     cluster.kubectl_ok(&[
         "wait",
@@ -192,7 +195,7 @@ async fn status_is_its_own_subresource() {
         .unwrap();
     let after = policies.get("web").await.unwrap();
     assert_eq!(after.metadata.generation, Some(generation + 1));
-    assert_eq!(after.spec.drain.shutdown_budget_seconds, 40);
+    assert_eq!(after.spec.drain.budget.shutdown_budget_seconds, 40);
     assert_eq!(after.status.as_ref(), Some(&status));
 }
 

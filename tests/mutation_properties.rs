@@ -1,6 +1,8 @@
 //! Properties of the mutation engine over generated pods and policies.
 
-use graceful::api::{Drain, ExistingHooks, GracefulPolicySpec, Mode, PreStopAction, Readiness};
+use graceful::api::{
+    Budget, Drain, ExistingHooks, GracefulPolicySpec, Mode, PreStopAction, Readiness,
+};
 use graceful::mutate::{Capabilities, DEFAULT_GRACE_PERIOD_SECONDS, Governing, PodView, mutate};
 use json_patch::jsonptr::Pointer;
 use proptest::prelude::*;
@@ -120,9 +122,11 @@ fn policy() -> impl Strategy<Value = GracefulPolicySpec> {
         prop_oneof![Just(ExistingHooks::Keep), Just(ExistingHooks::Replace)],
     )
         .prop_map(|(sleep, budget, margin, pre_stop, existing_hooks)| Drain {
-            pre_stop_sleep_seconds: sleep,
-            // The CRD rejects a zero budget plus margin.
-            shutdown_budget_seconds: if budget + margin == 0 { 1 } else { budget },
+            budget: Budget {
+                pre_stop_sleep_seconds: sleep,
+                // The CRD rejects a zero budget plus margin.
+                shutdown_budget_seconds: if budget + margin == 0 { 1 } else { budget },
+            },
             safety_margin_seconds: margin,
             pre_stop,
             existing_hooks,
@@ -218,7 +222,7 @@ proptest! {
             let hook = &container["lifecycle"]["preStop"];
             if hook != &before[index]["lifecycle"]["preStop"] {
                 let seconds = sleep_seconds(hook).expect("graceful writes sleep hooks only");
-                prop_assert_eq!(seconds, spec.drain.pre_stop_sleep_seconds);
+                prop_assert_eq!(seconds, spec.drain.budget.pre_stop_sleep_seconds);
                 prop_assert!(seconds < grace(&patched), "sleep {} grace {}", seconds, grace(&patched));
             }
         }

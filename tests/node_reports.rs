@@ -213,7 +213,10 @@ async fn real_violations_reach_the_status_conditions_and_events() {
             "{status:?}"
         );
         assert!(
-            status.recent.iter().any(|v| v.pod == pod && v.kind == kind),
+            status
+                .recent
+                .iter()
+                .any(|v| v.pod == pod && v.kind.as_str() == kind),
             "{pod} not in the recent list as {kind}: {:?}",
             status.recent
         );

@@ -311,3 +311,82 @@ async fn the_status_follows_the_generation_and_the_mode() {
     drop(graceful);
     cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[tokio::test]
+async fn an_eviction_that_shortens_the_grace_period_is_the_clusters_not_the_apps() {
+    let _serial = SERIAL.lock().await;
+    let cluster = support::cluster();
+    let client = cluster.client().await;
+    let ns = support::namespace(&client, "evicted").await;
+    cluster.apply_ok(&ns, support::POLICY);
+    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
+    let kubelet = Kubelet::new(&client, &ns).await;
+    let graceful = Graceful::start(cluster, "evicted", &[]);
+    kubelet.create("drained").await;
+    tracking(&graceful, 1.0).await;
+    kubelet.report("drained", running(), json!({}), 0).await;
+    let status = status_where(&policies, "the pod's grace period", |s| {
+        s.grace_periods.is_some()
+    })
+    .await;
+    assert_eq!(status.grace_periods.as_deref(), Some("35"));
+
+    // A drain through the Eviction API with 3 s of the pod's 35: the apiserver marks
+    // the pod (DisruptionTarget) and deletes it; it is SIGKILLed at that deadline.
+    // By hand: kube's `Api::evict` sends `delete_options`, which the apiserver ignores.
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                          "metadata": {"name": "drained", "namespace": ns},
+                          "deleteOptions": {"gracePeriodSeconds": 3}});
+    kubelet
+        .pods
+        .create_subresource::<Value, Value>(
+            "eviction",
+            "drained",
+            &PostParams::default(),
+            &eviction,
+        )
+        .await
+        .unwrap();
+    let pod = kubelet.pods.get("drained").await.unwrap();
+    assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(3));
+    let deadline = pod.metadata.deletion_timestamp.unwrap().0;
+    kubelet
+        .report(
+            "drained",
+            json!({"terminated": {"exitCode": 137, "reason": "Error", "finishedAt": rfc3339(deadline)}}),
+            json!({}),
+            0,
+        )
+        .await;
+    kubelet
+        .pods
+        .delete("drained", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+
+    let status = status_where(&policies, "the eviction", |s| {
+        s.violations.as_ref().is_some_and(|v| v.evicted == 1)
+    })
+    .await;
+    let counts = status.violations.clone().unwrap();
+    assert_eq!(
+        (counts.grace_shortened, counts.budget_exceeded, counts.total),
+        (1, 0, 0),
+        "{status:?}"
+    );
+    let shortened = status
+        .recent
+        .iter()
+        .find(|v| v.kind == graceful::api::ViolationKind::GraceShortened)
+        .unwrap_or_else(|| panic!("{status:?}"));
+    assert!(
+        shortened
+            .detail
+            .contains("a 3 s grace period instead of its own 35 s, by the Eviction API"),
+        "{}",
+        shortened.detail
+    );
+    assert_eq!(condition(&status, "ShutdownsWithinBudget").0, "True");
+    drop(graceful);
+    cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

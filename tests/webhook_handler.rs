@@ -18,7 +18,7 @@ use graceful::mutate::Capabilities;
 use graceful::resolve::Owner;
 use graceful::webhook::policies::NamespacePolicies;
 use graceful::webhook::watch::Caches;
-use graceful::webhook::{Lookup, NotSynced, Webhook, router};
+use graceful::webhook::{Lookup, NotSynced, OwnersError, Webhook, router};
 use http_body_util::BodyExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
@@ -338,7 +338,7 @@ impl Lookup for Panicking {
         &'a self,
         _: &'a str,
         _: (Kind, &'a str),
-    ) -> BoxFuture<'a, Result<Vec<Owner>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<Owner>, OwnersError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }

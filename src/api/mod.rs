@@ -6,10 +6,11 @@ mod status;
 mod validate;
 
 pub use policy::{
-    Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction, Readiness,
+    Budget, Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction,
+    Readiness,
 };
 pub use status::{
-    GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts,
+    GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts, ViolationKind,
 };
 pub use validate::{Invalid, validate};
 

@@ -26,7 +26,8 @@ use super::status::GracefulPolicyStatus;
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode", description = "Enforce mutates pods; Audit only reports"),
     printcolumn(name = "Sleep", type_ = "integer", json_path = ".spec.drain.preStopSleepSeconds", priority = 1, description = "preStop sleep in seconds"),
     printcolumn(name = "Budget", type_ = "integer", json_path = ".spec.drain.shutdownBudgetSeconds", priority = 1, description = "seconds the app gets after SIGTERM"),
-    printcolumn(name = "Grace", type_ = "integer", json_path = ".status.terminationGracePeriodSeconds", description = "terminationGracePeriodSeconds given to governed pods"),
+    printcolumn(name = "Gives", type_ = "integer", json_path = ".status.terminationGracePeriodSeconds", priority = 1, description = "terminationGracePeriodSeconds the policy gives to pods whose own is not longer"),
+    printcolumn(name = "Grace", type_ = "string", json_path = ".status.gracePeriods", description = "terminationGracePeriodSeconds governed pods have (a range when they differ)"),
     printcolumn(name = "Violations", type_ = "integer", json_path = ".status.violations.total", description = "bad shutdowns, OOM kills and restarts in the current window"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -65,16 +66,9 @@ pub struct GracefulPolicySpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.shutdownBudgetSeconds + self.safetyMarginSeconds >= 1").message("shutdownBudgetSeconds + safetyMarginSeconds must be at least 1: the preStop sleep must end before the grace period does"))]
 pub struct Drain {
-    /// Seconds to wait in preStop before SIGTERM, so that endpoints and load balancers
-    /// stop sending traffic first.
-    #[serde(default = "default_pre_stop_sleep_seconds")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub pre_stop_sleep_seconds: i64,
-
-    /// Seconds the app gets after SIGTERM to finish in-flight work and exit.
-    #[serde(default = "default_shutdown_budget_seconds")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub shutdown_budget_seconds: i64,
+    /// The preStop sleep and the app's budget after it.
+    #[serde(flatten)]
+    pub budget: Budget,
 
     /// Padding after the budget before the kubelet sends SIGKILL.
     #[serde(default = "default_safety_margin_seconds")]
@@ -90,6 +84,24 @@ pub struct Drain {
     pub existing_hooks: ExistingHooks,
 }
 
+/// The time a container gets to stop: a preStop sleep, then the app's own shutdown
+/// after SIGTERM. One type for the policy's spec, the record on each pod and the
+/// measurement of its shutdown, with one wire format.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// Seconds to wait in preStop before SIGTERM, so that endpoints and load balancers
+    /// stop sending traffic first.
+    #[serde(default = "default_pre_stop_sleep_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub pre_stop_sleep_seconds: i64,
+
+    /// Seconds the app gets after SIGTERM to finish in-flight work and exit.
+    #[serde(default = "default_shutdown_budget_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub shutdown_budget_seconds: i64,
+}
+
 fn default_pre_stop_sleep_seconds() -> i64 {
     5
 }
@@ -100,11 +112,19 @@ fn default_safety_margin_seconds() -> i64 {
     5
 }
 
-impl Default for Drain {
+impl Default for Budget {
     fn default() -> Self {
         Self {
             pre_stop_sleep_seconds: default_pre_stop_sleep_seconds(),
             shutdown_budget_seconds: default_shutdown_budget_seconds(),
+        }
+    }
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            budget: Budget::default(),
             safety_margin_seconds: default_safety_margin_seconds(),
             pre_stop: PreStopAction::default(),
             existing_hooks: ExistingHooks::default(),
@@ -116,11 +136,14 @@ impl Drain {
     /// The grace period this drain needs. Never less than the sleep plus one second:
     /// the apiserver rejects a sleep that is not shorter than the grace period.
     pub fn grace_period_seconds(&self) -> i64 {
-        let total = self
-            .pre_stop_sleep_seconds
-            .saturating_add(self.shutdown_budget_seconds)
+        let Budget {
+            pre_stop_sleep_seconds: sleep,
+            shutdown_budget_seconds: budget,
+        } = self.budget;
+        let total = sleep
+            .saturating_add(budget)
             .saturating_add(self.safety_margin_seconds);
-        total.max(self.pre_stop_sleep_seconds.saturating_add(1))
+        total.max(sleep.saturating_add(1))
     }
 }
 

@@ -16,9 +16,15 @@ pub struct GracefulPolicyStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
-    /// The terminationGracePeriodSeconds the policy gives to pods.
+    /// The terminationGracePeriodSeconds the policy gives to pods whose own is not
+    /// longer (graceful never shortens one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_grace_period_seconds: Option<i64>,
+
+    /// The grace periods governed pods actually have, in seconds: `35`, or `35-60` when
+    /// they differ. Absent while the policy governs no pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_periods: Option<String>,
 
     /// Governed pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,6 +52,12 @@ pub struct PodCounts {
     pub matched: i64,
     /// Of those, pods that carry the policy's changes.
     pub mutated: i64,
+    /// The shortest terminationGracePeriodSeconds among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_grace_period_seconds: Option<i64>,
+    /// The longest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grace_period_seconds: Option<i64>,
 }
 
 /// Violations counted over a time window.
@@ -58,8 +70,18 @@ pub struct ViolationCounts {
     pub oom_killed: i64,
     /// Container restarts.
     pub restarts: i64,
-    /// The sum of the above.
+    /// The sum of the above: what the app is to answer for.
     pub total: i64,
+    /// Deletions with a shorter grace period than the pod's own (not counted in
+    /// `total`: the cluster cut the time short, not the app).
+    #[serde(default)]
+    pub grace_shortened: i64,
+    /// Pods evicted (by the kubelet under node pressure, or through the Eviction API).
+    #[serde(default)]
+    pub evicted: i64,
+    /// Pods preempted for a pod of higher priority.
+    #[serde(default)]
+    pub preempted: i64,
     /// The length of the window the counts cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_seconds: Option<i64>,
@@ -74,15 +96,74 @@ pub struct ViolationCounts {
 pub struct RecentViolation {
     /// The pod's name.
     pub pod: String,
-    /// The container's name.
+    /// The container's name; absent for what happened to the whole pod.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
-    /// BudgetExceeded, OOMKilled or Restarted.
-    pub kind: String,
+    /// BudgetExceeded, OOMKilled or Restarted (the app's), or GraceShortened, Evicted or
+    /// Preempted (the cluster's).
+    pub kind: ViolationKind,
     /// When it happened.
     pub at: Time,
     /// What was measured.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+}
+
+/// What a violation was. The first three are the app's to answer for, and each has a
+/// condition; the others are what the cluster did to a pod, told apart so that the app
+/// is not blamed for them.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ViolationKind {
+    /// A shutdown took longer than the budget, or was SIGKILLed at the deadline.
+    BudgetExceeded,
+    /// The kernel's OOM killer ended a container (exit code 137).
+    #[serde(rename = "OOMKilled")]
+    OomKilled,
+    /// A container restarted.
+    Restarted,
+    /// The pod was deleted with a shorter grace period than its own.
+    GraceShortened,
+    /// The pod was evicted.
+    Evicted,
+    /// The pod was preempted.
+    Preempted,
+}
+
+impl ViolationKind {
+    pub const ALL: [ViolationKind; 6] = [
+        ViolationKind::BudgetExceeded,
+        ViolationKind::OomKilled,
+        ViolationKind::Restarted,
+        ViolationKind::GraceShortened,
+        ViolationKind::Evicted,
+        ViolationKind::Preempted,
+    ];
+
+    /// The name on the wire, in Events and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::BudgetExceeded => "BudgetExceeded",
+            ViolationKind::OomKilled => "OOMKilled",
+            ViolationKind::Restarted => "Restarted",
+            ViolationKind::GraceShortened => "GraceShortened",
+            ViolationKind::Evicted => "Evicted",
+            ViolationKind::Preempted => "Preempted",
+        }
+    }
+
+    /// Whether the app is to answer for it (rather than the cluster).
+    pub fn is_the_apps(self) -> bool {
+        matches!(
+            self,
+            ViolationKind::BudgetExceeded | ViolationKind::OomKilled | ViolationKind::Restarted
+        )
+    }
+}
+
+impl std::fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Observed shutdown durations (the app's part, after the preStop sleep).

@@ -4,24 +4,50 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum_server::tls_rustls::RustlsConfig;
+use kube::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
 use tracing_subscriber::EnvFilter;
 
+use crate::api::GracefulPolicy;
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::{Metrics, admin_router};
 use crate::mutate::Capabilities;
-use crate::reconcile;
-use crate::tls::managed::{self, Managed};
+use crate::reconcile::{EventQueue, FIELD_MANAGER, ReconcileConfig, Reconciler, publish_events};
+use crate::runtime::health::Health;
+use crate::runtime::tasks::Tasks;
+use crate::runtime::watch::{Index, drive};
+use crate::tls::managed::{self, CertConfig, Managed};
 use crate::tls::{CertFiles, Serving};
 use crate::webhook::watch::Caches;
 use crate::webhook::{Webhook, router};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// graceful's own namespace: where its certificate Secret and Lease live.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+
+    #[command(flatten, next_help_heading = "Serving")]
+    serve: ServeArgs,
+
+    #[command(flatten, next_help_heading = "Certificates")]
+    tls: TlsArgs,
+
+    #[command(flatten, next_help_heading = "Reconciler")]
+    reconcile: ReconcileArgs,
+
+    #[command(flatten, next_help_heading = "Logs")]
+    log: LogArgs,
+}
+
+/// Where graceful listens, and how it stops.
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
     /// Where the webhook listens (HTTPS).
     #[arg(long, env = "GRACEFUL_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
     webhook_addr: SocketAddr,
@@ -30,10 +56,15 @@ pub struct Args {
     #[arg(long, env = "GRACEFUL_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     admin_addr: SocketAddr,
 
-    /// graceful's own namespace: where its certificate Secret and Lease live.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    namespace: String,
+    /// After SIGTERM, how long admissions are still answered (with /readyz failing)
+    /// before the listener closes; keep it under the grace period minus the preStop.
+    #[arg(long, env = "GRACEFUL_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+}
 
+/// The serving certificate: from files, or graceful's own CA.
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
     /// A serving certificate chain (PEM) managed elsewhere (cert-manager, say), reloaded
     /// when it changes. Without it graceful runs its own CA (--tls-secret).
     #[arg(
@@ -81,7 +112,11 @@ pub struct Args {
     /// How long graceful's certificates are valid; renewed at two thirds of it.
     #[arg(long, env = "GRACEFUL_CERT_VALIDITY", default_value = "365d", value_parser = parse_validity)]
     cert_validity: Duration,
+}
 
+/// The status writer: who writes, and over which window.
+#[derive(clap::Args, Debug)]
+struct ReconcileArgs {
     /// The namespace of the Lease that picks the one replica writing policy status;
     /// graceful's own namespace by default.
     #[arg(long, env = "GRACEFUL_LEASE_NAMESPACE")]
@@ -94,12 +129,10 @@ pub struct Args {
     /// Violations are counted, and conditions stay False after one, over this window.
     #[arg(long, env = "GRACEFUL_VIOLATION_WINDOW_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(60..))]
     violation_window_seconds: i64,
+}
 
-    /// After SIGTERM, how long admissions are still answered (with /readyz failing)
-    /// before the listener closes; keep it under the grace period minus the preStop.
-    #[arg(long, env = "GRACEFUL_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
-    shutdown_delay: Duration,
-
+#[derive(clap::Args, Debug)]
+struct LogArgs {
     /// Log lines as text or as JSON objects.
     #[arg(long, env = "GRACEFUL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -123,7 +156,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    init_logging(args.log_format, args.log_level.as_deref())?;
+    init_logging(args.log.log_format, args.log.log_level.as_deref())?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,73 +180,132 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
 async fn serve(args: Args) -> anyhow::Result<()> {
     // kube's client uses rustls too; one process-wide provider keeps it off aws-lc.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let Args {
+        namespace,
+        serve,
+        tls: tls_args,
+        reconcile: reconcile_args,
+        log: _,
+    } = args;
     let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (KUBECONFIG, ~/.kube/config or in-cluster)")?;
     let caps = capabilities(&client).await;
+    let mut tasks = Tasks::default();
 
     let identity = lease::identity();
     let (leader_tx, leader) = tokio::sync::watch::channel(false);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let lease = LeaseConfig {
-        name: args.lease_name,
+        name: reconcile_args.lease_name,
         ..LeaseConfig::new(
-            args.lease_namespace
-                .unwrap_or_else(|| args.namespace.clone()),
+            reconcile_args
+                .lease_namespace
+                .unwrap_or_else(|| namespace.clone()),
             identity.clone(),
         )
     };
-    let lease = tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop));
-    let settings = reconcile::Settings {
-        window_seconds: args.violation_window_seconds,
-        ..reconcile::Settings::default()
-    };
-    tokio::spawn(reconcile::run(
-        client.clone(),
-        metrics.clone(),
-        settings,
-        leader,
-        identity,
-    ));
+    // The lease ends when told to stop: it is joined at exit, and ending before that
+    // is a failure like any other task's.
+    let mut lease = tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop));
 
+    let config = ReconcileConfig {
+        window_seconds: reconcile_args.violation_window_seconds,
+        ..ReconcileConfig::default()
+    };
+    let (events, queue) = EventQueue::new(metrics.clone());
+    let reconciler = Reconciler::new(config, metrics.clone(), events, leader);
     let caches = Arc::new(Caches::new(Some(client.clone()), metrics.clone()));
-    tokio::spawn(caches.clone().run(client.clone()));
+
+    // Each kind is watched once. GracefulPolicies feed both the webhook's cache and
+    // the reconciler; the owners feed the webhook's; the pods the reconciler's.
+    let policies = watcher::watcher(
+        Api::<GracefulPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    let policy_indexes: [Arc<dyn Index<GracefulPolicy>>; 2] = [caches.clone(), reconciler.clone()];
+    let component = health.register("GracefulPolicy watch");
+    tasks.spawn("the GracefulPolicy watch", async move {
+        Err(drive(policies, &policy_indexes, &component).await.into())
+    });
+    for (kind, watch) in caches.owner_watches(&client, &health) {
+        tasks.spawn(format!("the {} watch", kind.name()), async move {
+            Err(watch.await.into())
+        });
+    }
+    let component = health.register("Pod watch");
+    tasks.spawn("the Pod watch", {
+        let (reconciler, client) = (reconciler.clone(), client.clone());
+        async move { Err(reconciler.watch_pods(client, component).await.into()) }
+    });
+    tasks.spawn("the status writer", {
+        let (reconciler, client) = (reconciler.clone(), client.clone());
+        async move {
+            reconciler.write_statuses(client).await;
+            Ok(())
+        }
+    });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: Some(identity),
+        },
+    );
+    tasks.spawn("the Event publisher", {
+        let metrics = metrics.clone();
+        async move {
+            publish_events(queue, recorder, metrics).await;
+            Ok(())
+        }
+    });
+
     let serving = Arc::new(Serving::default());
-    match (args.tls_cert_file, args.tls_key_file) {
+    let component = health.register("serving certificate");
+    tasks.spawn("the certificate loader", {
+        let serving = serving.clone();
+        async move {
+            serving.until_loaded().await;
+            component.ready();
+            std::future::pending().await
+        }
+    });
+    match (tls_args.tls_cert_file, tls_args.tls_key_file) {
         (Some(cert), Some(key)) => {
             let files = CertFiles::new(cert, key, serving.clone(), metrics.clone());
-            tokio::spawn(Arc::new(files).watch());
+            tasks.spawn("the certificate files watch", async move {
+                Arc::new(files).watch().await;
+                Ok(())
+            });
         }
         _ => {
-            let settings = managed::Settings {
-                names: managed::Settings::service_names(
-                    &args.webhook_service,
-                    &args.namespace,
-                    &args.tls_san,
+            let config = CertConfig {
+                names: CertConfig::service_names(
+                    &tls_args.webhook_service,
+                    &namespace,
+                    &tls_args.tls_san,
                 ),
-                namespace: args.namespace,
-                secret: args.tls_secret,
-                webhook_config: args.webhook_config_name,
-                validity: args.cert_validity,
+                namespace,
+                secret: tls_args.tls_secret,
+                webhook_config: tls_args.webhook_config_name,
+                validity: tls_args.cert_validity,
             };
-            let managed = Managed::new(client, settings, serving.clone(), metrics.clone());
-            tokio::spawn(managed.run());
+            let managed = Managed::new(client, config, serving.clone(), metrics.clone());
+            tasks.spawn("the certificate manager", async move {
+                managed.run().await;
+                Ok(())
+            });
         }
     }
 
-    let draining = Arc::new(AtomicBool::new(false));
-    let ready = {
-        let (caches, serving, draining) = (caches.clone(), serving.clone(), draining.clone());
-        Arc::new(move || {
-            caches.is_synced() && serving.is_loaded() && !draining.load(Ordering::Relaxed)
-        })
-    };
-    let admin = tokio::net::TcpListener::bind(args.admin_addr)
+    let admin = tokio::net::TcpListener::bind(serve.admin_addr)
         .await
-        .with_context(|| format!("listening on {}", args.admin_addr))?;
-    tracing::info!(addr = %args.admin_addr, "admin server listening");
-    let admin = axum::serve(admin, admin_router(metrics.clone(), ready));
+        .with_context(|| format!("listening on {}", serve.admin_addr))?;
+    tracing::info!(addr = %serve.admin_addr, "admin server listening");
+    let admin = axum::serve(admin, admin_router(metrics.clone(), health.clone()));
 
     let tls = RustlsConfig::from_config(Arc::new(serving.server_config()?));
     let webhook = router(Webhook {
@@ -222,28 +314,51 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         metrics,
     });
     let handle = axum_server::Handle::new();
-    let stop_tx = Arc::new(stop_tx);
-    tokio::spawn(shut_down_on_signal(
-        handle.clone(),
-        stop_tx.clone(),
-        draining,
-        args.shutdown_delay,
-    ));
-    tracing::info!(addr = %args.webhook_addr, "webhook listening");
-    let webhook = axum_server::bind_rustls(args.webhook_addr, tls)
-        .handle(handle)
+    tracing::info!(addr = %serve.webhook_addr, "webhook listening");
+    let webhook = axum_server::bind_rustls(serve.webhook_addr, tls)
+        .handle(handle.clone())
         .serve(webhook.into_make_service());
-    let served = tokio::select! {
-        served = webhook => served.with_context(|| format!("serving on {}", args.webhook_addr)),
-        served = admin => served.with_context(|| format!("serving on {}", args.admin_addr)),
+    let mut webhook = std::pin::pin!(webhook);
+    let mut admin = std::pin::pin!(admin.into_future());
+
+    // Until a signal, a task that ends, or a server that fails.
+    let failure = tokio::select! {
+        () = terminated() => None,
+        failure = tasks.first_ended() => Some(failure),
+        ended = &mut lease => Some(anyhow::anyhow!("the lease ended: {ended:?}")),
+        served = &mut webhook => Some(anyhow::anyhow!("the webhook server stopped: {served:?}")),
+        served = &mut admin => Some(anyhow::anyhow!("the admin server stopped: {served:?}")),
     };
-    // Stopped by a signal or by an error: either way hand the Lease over before exiting.
+    if let Some(failure) = &failure {
+        tracing::error!(error = %failure, "graceful cannot go on; shutting down to be restarted");
+    }
+    // Either way: fail /readyz and hand the Lease over at once, keep answering
+    // admissions for the delay (endpoints and the apiserver take a moment to stop
+    // sending), then close the listener and let requests in flight finish.
+    tracing::info!(delay = ?serve.shutdown_delay, "shutting down: not ready, still answering admissions");
+    health.drain();
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(RELEASE_TIMEOUT, lease).await.is_err() {
+    let drained = async {
+        tokio::time::sleep(serve.shutdown_delay).await;
+        tracing::info!(
+            connections = handle.connection_count(),
+            "closing the webhook listener"
+        );
+        handle.graceful_shutdown(Some(DRAIN));
+        (&mut webhook).await
+    };
+    let served = tokio::select! {
+        served = drained => served.with_context(|| format!("serving on {}", serve.webhook_addr)),
+        served = &mut admin => served.with_context(|| format!("serving on {}", serve.admin_addr)),
+    };
+    if !lease.is_finished() && tokio::time::timeout(RELEASE_TIMEOUT, lease).await.is_err() {
         tracing::warn!("timed out handing the lease over");
     }
     tracing::info!("stopped");
-    served
+    match failure {
+        Some(failure) => Err(failure),
+        None => served,
+    }
 }
 
 /// What the apiserver supports; on no answer, graceful's support floor.
@@ -274,15 +389,8 @@ fn parse_version(major: &str, minor: &str) -> Option<(u32, u32)> {
     Some((number(major)?, number(minor)?))
 }
 
-/// On SIGTERM or Ctrl-C: fail /readyz and hand the Lease over at once, keep answering
-/// admissions for `delay` (endpoints and the apiserver take a moment to stop sending),
-/// then close the listener and let requests in flight finish.
-async fn shut_down_on_signal(
-    handle: axum_server::Handle,
-    stop: Arc<tokio::sync::watch::Sender<bool>>,
-    draining: Arc<AtomicBool>,
-    delay: Duration,
-) {
+/// SIGTERM or Ctrl-C.
+async fn terminated() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -295,18 +403,6 @@ async fn shut_down_on_signal(
         _ = tokio::signal::ctrl_c() => {},
         () = terminate => {},
     }
-    tracing::info!(
-        ?delay,
-        "shutting down: not ready, still answering admissions"
-    );
-    draining.store(true, Ordering::Relaxed);
-    let _ = stop.send(true);
-    tokio::time::sleep(delay).await;
-    tracing::info!(
-        connections = handle.connection_count(),
-        "closing the webhook listener"
-    );
-    handle.graceful_shutdown(Some(DRAIN));
 }
 
 /// `90d`, `12h`, `30m`, `45s`, `500ms`; a bare number is seconds.

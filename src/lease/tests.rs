@@ -39,8 +39,8 @@ fn with(mut lease: Lease, change: impl FnOnce(&mut LeaseSpec)) -> Lease {
 }
 
 /// The spec a takeover at `now` s writes over `transitions` earlier ones.
-fn taken_over(now: f64, transitions: i32) -> Decision {
-    Decision::TakeOver(LeaseSpec {
+fn taken_over(now: f64, transitions: i32) -> Claim {
+    Claim::TakeOver(LeaseSpec {
         holder_identity: Some(ME.into()),
         lease_duration_seconds: Some(15),
         acquire_time: micro(now),
@@ -54,7 +54,7 @@ fn taken_over(now: f64, transitions: i32) -> Decision {
 fn no_lease_is_created_held_by_me() {
     assert_eq!(
         decide(None, ME, at(5.0), DURATION),
-        Decision::Create(LeaseSpec {
+        Claim::Create(LeaseSpec {
             holder_identity: Some(ME.into()),
             lease_duration_seconds: Some(15),
             acquire_time: micro(5.0),
@@ -70,7 +70,7 @@ fn my_lease_is_renewed_keeping_its_acquire_time_and_transitions() {
     let lease = held(ME, 4.0);
     assert_eq!(
         decide(Some(&lease), ME, at(6.0), DURATION),
-        Decision::Renew(LeaseSpec {
+        Claim::Renew(LeaseSpec {
             renew_time: micro(6.0),
             ..lease.spec.unwrap()
         })
@@ -81,7 +81,7 @@ fn my_lease_is_renewed_keeping_its_acquire_time_and_transitions() {
 fn my_expired_lease_is_still_mine_to_renew() {
     // Nobody took it while I could not renew: no transition.
     let decision = decide(Some(&held(ME, 4.0)), ME, at(60.0), DURATION);
-    assert!(matches!(decision, Decision::Renew(_)), "{decision:?}");
+    assert!(matches!(decision, Claim::Renew(_)), "{decision:?}");
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn renewal_writes_my_duration_and_fills_a_missing_acquire_time() {
         spec.acquire_time = None;
         spec.lease_duration_seconds = Some(60);
     });
-    let Decision::Renew(spec) = decide(Some(&lease), ME, at(6.0), DURATION) else {
+    let Claim::Renew(spec) = decide(Some(&lease), ME, at(6.0), DURATION) else {
         panic!("not a renewal");
     };
     assert_eq!(spec.acquire_time, micro(6.0));
@@ -101,7 +101,7 @@ fn renewal_writes_my_duration_and_fills_a_missing_acquire_time() {
 fn their_live_lease_is_followed() {
     assert_eq!(
         decide(Some(&held(OTHER, 4.0)), ME, at(10.0), DURATION),
-        Decision::Follow {
+        Claim::Follow {
             holder: OTHER.into()
         }
     );
@@ -121,14 +121,14 @@ fn a_lease_is_live_up_to_its_expiry_inclusive() {
     let expiry = at(19.0);
     assert_eq!(
         decide(Some(&lease), ME, expiry, DURATION),
-        Decision::Follow {
+        Claim::Follow {
             holder: OTHER.into()
         }
     );
     let just_after = expiry + SignedDuration::from_micros(1);
     assert!(matches!(
         decide(Some(&lease), ME, just_after, DURATION),
-        Decision::TakeOver(_)
+        Claim::TakeOver(_)
     ));
 }
 
@@ -139,7 +139,7 @@ fn expiry_counts_the_holders_duration_not_mine() {
     });
     assert!(matches!(
         decide(Some(&long), ME, at(30.0), DURATION),
-        Decision::Follow { .. }
+        Claim::Follow { .. }
     ));
     // Without one (or with nonsense), mine applies.
     for seconds in [None, Some(0), Some(-5)] {
@@ -148,11 +148,11 @@ fn expiry_counts_the_holders_duration_not_mine() {
         });
         assert!(matches!(
             decide(Some(&lease), ME, at(18.0), DURATION),
-            Decision::Follow { .. }
+            Claim::Follow { .. }
         ));
         assert!(matches!(
             decide(Some(&lease), ME, at(20.0), DURATION),
-            Decision::TakeOver(_)
+            Claim::TakeOver(_)
         ));
     }
 }
@@ -207,7 +207,7 @@ fn a_lease_without_a_spec_is_taken_over() {
 fn a_renew_time_ahead_of_my_clock_is_live() {
     assert!(matches!(
         decide(Some(&held(OTHER, 30.0)), ME, at(10.0), DURATION),
-        Decision::Follow { .. }
+        Claim::Follow { .. }
     ));
 }
 
@@ -216,7 +216,7 @@ fn a_takeover_keeps_fields_it_does_not_own() {
     let lease = with(held(OTHER, 4.0), |spec| {
         spec.strategy = Some("OldestEmulationVersion".into());
     });
-    let Decision::TakeOver(spec) = decide(Some(&lease), ME, at(20.0), DURATION) else {
+    let Claim::TakeOver(spec) = decide(Some(&lease), ME, at(20.0), DURATION) else {
         panic!("not a takeover");
     };
     assert_eq!(spec.strategy.as_deref(), Some("OldestEmulationVersion"));

@@ -94,8 +94,7 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
     let mut record = ChangeRecord {
         policy: policy.name.to_owned(),
         mode: spec.mode,
-        pre_stop_sleep_seconds: spec.drain.pre_stop_sleep_seconds,
-        shutdown_budget_seconds: spec.drain.shutdown_budget_seconds,
+        budget: spec.drain.budget,
         changes: std::mem::take(&mut edit.changes),
     };
 
@@ -137,7 +136,7 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
 
 /// The preStop hook the drain asks for, if any: no hook for `None` or a zero sleep.
 fn desired_hook(drain: &Drain, caps: Capabilities) -> Option<Value> {
-    let seconds = drain.pre_stop_sleep_seconds;
+    let seconds = drain.budget.pre_stop_sleep_seconds;
     let exec = match drain.pre_stop {
         PreStopAction::None => return None,
         _ if seconds <= 0 => return None,

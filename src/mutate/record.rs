@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::Mode;
+use crate::api::{Budget, Mode};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -13,8 +13,8 @@ pub struct ChangeRecord {
     pub mode: Mode,
     /// The drain the pod was admitted under; the reconciler measures shutdowns against
     /// these, not against a policy that may have changed since.
-    pub pre_stop_sleep_seconds: i64,
-    pub shutdown_budget_seconds: i64,
+    #[serde(flatten)]
+    pub budget: Budget,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
 }

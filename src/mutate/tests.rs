@@ -2,7 +2,9 @@ use json_patch::jsonptr::{Pointer, PointerBuf};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::api::{Drain, ExistingHooks, GracefulPolicySpec, Mode, PreStopAction, Readiness};
+use crate::api::{
+    Budget, Drain, ExistingHooks, GracefulPolicySpec, Mode, PreStopAction, Readiness,
+};
 
 fn pod(containers: Value) -> Value {
     json!({
@@ -56,8 +58,10 @@ fn adds_a_native_sleep_to_every_app_container_and_pads_the_grace_period() {
     let sidecar = json!({"name": "proxy", "image": "proxy"});
     let spec = GracefulPolicySpec {
         drain: Drain {
-            pre_stop_sleep_seconds: 5,
-            shutdown_budget_seconds: 40,
+            budget: Budget {
+                pre_stop_sleep_seconds: 5,
+                shutdown_budget_seconds: 40,
+            },
             safety_margin_seconds: 5,
             ..Drain::default()
         },
@@ -127,7 +131,10 @@ fn no_hook_for_pre_stop_none_or_a_zero_sleep() {
             ..Drain::default()
         },
         Drain {
-            pre_stop_sleep_seconds: 0,
+            budget: Budget {
+                pre_stop_sleep_seconds: 0,
+                ..Budget::default()
+            },
             ..Drain::default()
         },
     ] {
@@ -195,8 +202,10 @@ fn a_longer_grace_period_is_never_shortened() {
 fn the_default_grace_period_is_kept_without_a_warning_when_it_is_long_enough() {
     let short = GracefulPolicySpec {
         drain: Drain {
-            pre_stop_sleep_seconds: 2,
-            shutdown_budget_seconds: 5,
+            budget: Budget {
+                pre_stop_sleep_seconds: 2,
+                shutdown_budget_seconds: 5,
+            },
             safety_margin_seconds: 1,
             ..Drain::default()
         },
@@ -223,7 +232,10 @@ fn an_absent_grace_period_counts_as_the_kubernetes_default() {
 
     let long = GracefulPolicySpec {
         drain: Drain {
-            shutdown_budget_seconds: 60,
+            budget: Budget {
+                shutdown_budget_seconds: 60,
+                ..Budget::default()
+            },
             ..Drain::default()
         },
         ..spec()
@@ -237,8 +249,10 @@ fn an_absent_grace_period_counts_as_the_kubernetes_default() {
 #[test]
 fn the_sleep_is_always_shorter_than_the_grace_period() {
     let drain = Drain {
-        pre_stop_sleep_seconds: 40,
-        shutdown_budget_seconds: 0,
+        budget: Budget {
+            pre_stop_sleep_seconds: 40,
+            shutdown_budget_seconds: 0,
+        },
         safety_margin_seconds: 0,
         ..Drain::default()
     };

@@ -1,45 +1,47 @@
 //! The reconciler: watches the pods graceful governs and reports, in each
-//! GracefulPolicy's status, the shutdowns over budget, the OOM kills and the restarts.
+//! GracefulPolicy's status, the shutdowns over budget, the OOM kills and the restarts,
+//! told apart from what the cluster did to the pods.
 //!
 //! Pod events are processed as they arrive rather than through a reconcile of the
 //! policy, because a shutdown is only visible in the last status a pod has before it
-//! disappears: a cache of pods would lose it. Each replica keeps its own report from
-//! the same events, so that a follower that becomes leader carries on where the old
-//! leader stopped; only the leader writes status and publishes Events.
+//! disappears: a cache of pods would lose it. Every rule lives in the pure [`Index`];
+//! this module only feeds it from the watches and does what it says. Each replica keeps
+//! its own index from the same events, so that a follower that becomes leader carries
+//! on where the old leader stopped; only the leader writes status and publishes Events.
 
+mod events;
+mod index;
 mod report;
 mod tracker;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 
-use crate::api::{
-    Drain, GracefulPolicy, GracefulPolicyStatus, POLICY_KEY, PodCounts, RecentViolation,
-};
+use crate::api::{GracefulPolicy, GracefulPolicyStatus, POLICY_KEY};
 use crate::metrics::Metrics;
-use crate::resolve::Candidate;
-use crate::shutdown::{Budget, Finding};
-use report::{PolicyFacts, Report};
-use tracker::{ObservedPod, PolicyRef, Tracker};
+use crate::runtime::health::Component;
+use crate::runtime::watch::{self as driver, WatchError};
+pub use events::{EventQueue, publish_events};
+pub use index::{Announcement, Index, Observed, Update};
+pub use tracker::{ObservedPod, PolicyRef};
 
 /// The field manager of every status graceful writes.
 pub const FIELD_MANAGER: &str = "graceful";
 
+/// How long one status write may take before it counts as failed (and is retried).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct ReconcileConfig {
     /// The window violations are counted over, and conditions stay False after one.
     pub window_seconds: i64,
     /// At most one status write per policy per this interval.
@@ -48,7 +50,7 @@ pub struct Settings {
     pub refresh_interval: Duration,
 }
 
-impl Default for Settings {
+impl Default for ReconcileConfig {
     fn default() -> Self {
         Self {
             window_seconds: 3600,
@@ -58,79 +60,16 @@ impl Default for Settings {
     }
 }
 
-/// Reports per policy, and what is needed to count each policy's pods.
-#[derive(Default)]
-struct State {
-    tracker: Tracker,
-    reports: HashMap<PolicyRef, Report>,
-    /// Governed pods by uid: their policy and whether the policy changed them.
-    members: HashMap<String, (PolicyRef, bool)>,
-    /// Policies whose status may need a write.
-    dirty: HashSet<PolicyRef>,
-}
-
-struct Reconciler {
-    client: Client,
+/// The [`Index`] behind a lock, fed by the policy and pod watches.
+pub struct Reconciler {
+    index: Mutex<Index>,
+    config: ReconcileConfig,
     metrics: Arc<Metrics>,
-    settings: Settings,
-    policies: Store<GracefulPolicy>,
-    state: Mutex<State>,
+    events: EventQueue,
     leader: watch::Receiver<bool>,
-    recorder: Recorder,
-}
-
-/// Runs until the process ends; watch errors are retried with backoff.
-pub async fn run(
-    client: Client,
-    metrics: Arc<Metrics>,
-    settings: Settings,
-    leader: watch::Receiver<bool>,
-    instance: String,
-) {
-    let (policies, writer) = reflector::store();
-    let reconciler = Arc::new(Reconciler {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_owned(),
-                instance: Some(instance),
-            },
-        ),
-        client: client.clone(),
-        metrics,
-        settings,
-        policies,
-        state: Mutex::default(),
-        leader,
-    });
-    let policy_events = reflector::reflector(
-        writer,
-        watcher::watcher(
-            Api::<GracefulPolicy>::all(client),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|policy| {
-        match policy {
-            Ok(policy) => reconciler.mark_dirty(policy_ref(&policy)),
-            Err(error) => tracing::warn!(%error, "watching GracefulPolicies"),
-        }
-        std::future::ready(())
-    });
-    futures::join!(
-        policy_events,
-        reconciler.clone().watch_pods(),
-        reconciler.clone().write_statuses(),
-    );
-}
-
-fn policy_ref(policy: &GracefulPolicy) -> PolicyRef {
-    PolicyRef {
-        namespace: policy.namespace().unwrap_or_default(),
-        name: policy.name_any(),
-    }
+    /// Reports restore from the status graceful wrote before it started, so pods are
+    /// not watched before the policies are listed.
+    policies_listed: watch::Sender<bool>,
 }
 
 fn now() -> Time {
@@ -138,140 +77,75 @@ fn now() -> Time {
 }
 
 impl Reconciler {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub fn new(
+        config: ReconcileConfig,
+        metrics: Arc<Metrics>,
+        events: EventQueue,
+        leader: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            index: Mutex::new(Index::new(config.window_seconds)),
+            config,
+            metrics,
+            events,
+            leader,
+            policies_listed: watch::channel(false).0,
+        })
     }
 
-    fn mark_dirty(&self, policy: PolicyRef) {
-        self.state().dirty.insert(policy);
-    }
-
-    fn policy(&self, policy: &PolicyRef) -> Option<Arc<GracefulPolicy>> {
-        self.policies
-            .get(&ObjectRef::new(&policy.name).within(&policy.namespace))
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Governed pods only: the label the webhook adds lets the apiserver filter.
-    async fn watch_pods(self: Arc<Self>) {
-        // Reports restore from the status graceful wrote before it started, so they
-        // must not be created before the policies are listed.
-        if self.policies.wait_until_ready().await.is_err() {
-            return;
-        }
-        let pods = Api::<Pod>::all(self.client.clone());
-        let mut events = std::pin::pin!(
-            watcher::watcher(pods, watcher::Config::default().labels(POLICY_KEY)).default_backoff()
-        );
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(Event::Init) => self.state().tracker.begin_relist(),
-                Ok(Event::InitApply(pod) | Event::Apply(pod)) => self.observe(pod, false),
-                Ok(Event::Delete(pod)) => self.observe(pod, true),
-                Ok(Event::InitDone) => {
-                    let mut state = self.state();
-                    state.tracker.end_relist();
-                    self.metrics.tracked_pods(state.tracker.len());
-                }
-                Err(error) => tracing::warn!(%error, "watching governed pods"),
-            }
-        }
+    pub async fn watch_pods(self: Arc<Self>, client: Client, component: Component) -> WatchError {
+        let mut listed = self.policies_listed.subscribe();
+        // The sender lives in `self`: this wait ends with the first list.
+        let _ = listed.wait_for(|listed| *listed).await;
+        let pods = watcher::watcher(
+            Api::<Pod>::all(client),
+            watcher::Config::default().labels(POLICY_KEY),
+        )
+        .default_backoff();
+        let pods = driver::trimmed(pods, |pod| ObservedPod::from_pod(&pod));
+        let indexes: [Arc<dyn driver::Index<ObservedPod>>; 1] = [self];
+        driver::drive(pods, &indexes, &component).await
     }
 
-    fn observe(&self, pod: Pod, gone: bool) {
-        let Some(pod) = ObservedPod::from_pod(pod) else {
-            return;
-        };
-        let policy = self.policy(&pod.policy);
-        // Without a policy nothing is reported; the tracker still learns the pod.
-        let fallback = budget_of(policy.as_ref().map_or(&Drain::default(), |p| &p.spec.drain));
-        let budget = pod.budget.unwrap_or(fallback);
-        let now = now();
-        let mut announce = Vec::new();
-        {
-            let mut state = self.state();
-            let findings = state.tracker.observe(&pod, fallback, gone);
-            self.metrics.tracked_pods(state.tracker.len());
-            let member = (!gone).then(|| (pod.policy.clone(), pod.mutated));
-            let before = match member {
-                Some(member) => state.members.insert(pod.uid.clone(), member),
-                None => state.members.remove(&pod.uid),
-            };
-            if before.is_none() || gone {
-                state.dirty.insert(pod.policy.clone());
-            }
-            if policy.is_none() || findings.is_empty() {
-                return;
-            }
-            let State { reports, dirty, .. } = &mut *state;
-            let report = reports.entry(pod.policy.clone()).or_insert_with(|| {
-                Report::restore(
-                    policy.as_ref().and_then(|p| p.status.as_ref()),
-                    self.settings.window_seconds,
-                )
-            });
-            for finding in &findings {
-                if let Finding::Shutdown { seconds, .. } = finding {
-                    self.metrics.shutdown_observed(
-                        &pod.policy.namespace,
-                        &pod.policy.name,
-                        *seconds,
-                    );
-                }
-                if let Some(violation) = report.add(&pod.name, finding, budget, &now) {
-                    announce.push(violation);
-                }
-            }
-            if !announce.is_empty() {
-                dirty.insert(pod.policy.clone());
-            }
+    /// Announces what an observation found, and keeps the gauge current.
+    fn announce(&self, observed: Observed, tracked: usize) {
+        self.metrics.tracked_pods(tracked);
+        for (policy, seconds) in observed.shutdowns {
+            self.metrics
+                .shutdown_observed(&policy.namespace, &policy.name, seconds);
         }
-        for violation in announce {
-            tracing::info!(policy = %pod.policy, pod = %violation.pod, container = %violation.container,
+        let leader = *self.leader.borrow();
+        for announcement in observed.announcements {
+            let Announcement {
+                policy, violation, ..
+            } = &announcement;
+            tracing::info!(%policy, pod = %violation.pod, container = %violation.container,
                 kind = %violation.kind, detail = %violation.detail, "violation");
             self.metrics
-                .violation(&pod.policy.namespace, &pod.policy.name, &violation.kind);
-            if let Some(policy) = policy.as_ref().filter(|_| *self.leader.borrow()) {
-                self.publish(policy, &pod, violation);
+                .violation(&policy.namespace, &policy.name, violation.kind.as_str());
+            if leader {
+                self.events.send(announcement);
             }
         }
     }
 
-    /// An Event on the pod and one on the policy, each naming the other.
-    fn publish(&self, policy: &GracefulPolicy, pod: &ObservedPod, violation: RecentViolation) {
-        let pod_ref = ObjectReference {
-            api_version: Some("v1".to_owned()),
-            kind: Some("Pod".to_owned()),
-            name: Some(pod.name.clone()),
-            namespace: Some(pod.policy.namespace.clone()),
-            uid: Some(pod.uid.clone()),
-            ..ObjectReference::default()
-        };
-        let policy_ref = policy.object_ref(&());
-        let recorder = self.recorder.clone();
-        let note = format!(
-            "{}/{} {} (GracefulPolicy {})",
-            violation.pod, violation.container, violation.detail, pod.policy.name
-        );
-        tokio::spawn(async move {
-            for (regarding, related) in [(&pod_ref, &policy_ref), (&policy_ref, &pod_ref)] {
-                let event = KubeEvent {
-                    type_: EventType::Warning,
-                    reason: violation.kind.clone(),
-                    note: Some(note.clone()),
-                    action: "ObserveShutdown".to_owned(),
-                    secondary: Some(related.clone()),
-                };
-                if let Err(error) = recorder.publish(&event, regarding).await {
-                    tracing::warn!(%error, "publishing an Event");
-                }
-            }
-        });
+    fn observe_pods(&self, observe: impl FnOnce(&mut Index, &Time) -> Observed) {
+        let mut index = self.index();
+        let observed = observe(&mut index, &now());
+        let tracked = index.tracked();
+        drop(index);
+        self.announce(observed, tracked);
     }
 
     /// Writes the statuses that changed, at most once per policy per write interval,
     /// while this replica leads.
-    async fn write_statuses(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.settings.write_interval);
+    pub async fn write_statuses(self: Arc<Self>, client: Client) {
+        let mut tick = tokio::time::interval(self.config.write_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut refreshed = Instant::now();
         let mut was_leader = false;
@@ -281,97 +155,87 @@ impl Reconciler {
                 was_leader = false;
                 continue;
             }
-            // A new leader, and the periodic refresh, look at every policy.
-            if !was_leader || refreshed.elapsed() >= self.settings.refresh_interval {
-                let all: Vec<PolicyRef> = self
-                    .policies
-                    .state()
-                    .iter()
-                    .map(|p| policy_ref(p))
-                    .collect();
-                self.state().dirty.extend(all);
-                refreshed = Instant::now();
-            }
+            let updates = {
+                let mut index = self.index();
+                // A new leader, and the periodic refresh, look at every policy.
+                if !was_leader || refreshed.elapsed() >= self.config.refresh_interval {
+                    index.touch_all();
+                    refreshed = Instant::now();
+                }
+                index.statuses(&now())
+            };
             was_leader = true;
-            for (policy, status) in self.statuses_to_write() {
-                self.write_status(&policy, status).await;
+            for update in updates {
+                self.write_status(&client, update).await;
             }
         }
     }
 
-    /// The statuses that differ from what the policies show.
-    fn statuses_to_write(&self) -> Vec<(Arc<GracefulPolicy>, GracefulPolicyStatus)> {
-        let mut state = self.state();
-        if state.dirty.is_empty() {
-            return Vec::new();
-        }
-        let dirty: Vec<PolicyRef> = state.dirty.drain().collect();
-        // Pods are counted for the policies about to be written only.
-        let mut counts: HashMap<PolicyRef, PodCounts> = dirty
-            .iter()
-            .map(|key| (key.clone(), PodCounts::default()))
-            .collect();
-        for (policy, mutated) in state.members.values() {
-            if let Some(count) = counts.get_mut(policy) {
-                count.matched += 1;
-                count.mutated += i64::from(*mutated);
+    async fn write_status(&self, client: &Client, Update { policy, status }: Update) {
+        let started = Instant::now();
+        let written = tokio::time::timeout(WRITE_TIMEOUT, patch_status(client, &policy, &status));
+        let result = match written.await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(error)) => {
+                tracing::warn!(%policy, %error, "writing status");
+                "error"
             }
-        }
-        let now = now();
-        let mut writes = Vec::new();
-        for key in dirty {
-            let Some(policy) = self.policy(&key) else {
-                state.reports.remove(&key);
-                continue;
-            };
-            let facts = PolicyFacts {
-                generation: policy.metadata.generation,
-                mode: policy.spec.mode,
-                grace_period_seconds: policy.spec.drain.grace_period_seconds(),
-                budget: budget_of(&policy.spec.drain),
-                invalid: Candidate::from_policy(&policy)
-                    .err()
-                    .map(|error| format!("spec.selector: {error}")),
-                pods: counts.remove(&key).unwrap_or_default(),
-            };
-            let report = state.reports.entry(key).or_insert_with(|| {
-                Report::restore(policy.status.as_ref(), self.settings.window_seconds)
-            });
-            let status = report.status(&facts, policy.status.as_ref(), &now);
-            if policy.status.as_ref() != Some(&status) {
-                writes.push((policy, status));
+            Err(_) => {
+                tracing::warn!(%policy, timeout = ?WRITE_TIMEOUT, "writing status timed out");
+                "timeout"
             }
-        }
-        writes
-    }
-
-    async fn write_status(&self, policy: &GracefulPolicy, status: GracefulPolicyStatus) {
-        let key = policy_ref(policy);
-        let api = Api::<GracefulPolicy>::namespaced(self.client.clone(), &key.namespace);
-        let apply = serde_json::json!({
-            "apiVersion": GracefulPolicy::api_version(&()),
-            "kind": GracefulPolicy::kind(&()),
-            "status": status,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api
-            .patch_status(&key.name, &params, &Patch::Apply(&apply))
-            .await
-        {
-            Ok(_) => self.metrics.status_written("ok"),
-            Err(error) => {
-                tracing::warn!(policy = %key, %error, "writing status");
-                self.metrics.status_written("error");
-                self.mark_dirty(key);
-            }
+        };
+        self.metrics.status_written(result, started.elapsed());
+        if result != "ok" {
+            self.index().retry(policy);
         }
     }
 }
 
-fn budget_of(drain: &Drain) -> Budget {
-    Budget {
-        pre_stop_sleep_seconds: drain.pre_stop_sleep_seconds,
-        shutdown_budget_seconds: drain.shutdown_budget_seconds,
+/// Server-side apply of the status subresource, as graceful's field manager.
+async fn patch_status(
+    client: &Client,
+    policy: &PolicyRef,
+    status: &GracefulPolicyStatus,
+) -> Result<(), kube::Error> {
+    let api = Api::<GracefulPolicy>::namespaced(client.clone(), &policy.namespace);
+    let apply = serde_json::json!({
+        "apiVersion": GracefulPolicy::api_version(&()),
+        "kind": GracefulPolicy::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&policy.name, &params, &Patch::Apply(&apply))
+        .await
+        .map(|_| ())
+}
+
+impl driver::Index<GracefulPolicy> for Reconciler {
+    fn apply(&self, policy: &GracefulPolicy) {
+        self.index().apply_policy(policy);
+    }
+
+    fn delete(&self, policy: &GracefulPolicy) {
+        self.index().delete_policy(policy);
+    }
+
+    fn relist(&self, policies: &[GracefulPolicy]) {
+        self.index().relist_policies(policies);
+        self.policies_listed.send_replace(true);
+    }
+}
+
+impl driver::Index<ObservedPod> for Reconciler {
+    fn apply(&self, pod: &ObservedPod) {
+        self.observe_pods(|index, now| index.apply_pod(pod, now));
+    }
+
+    fn delete(&self, pod: &ObservedPod) {
+        self.observe_pods(|index, now| index.delete_pod(pod, now));
+    }
+
+    fn relist(&self, pods: &[ObservedPod]) {
+        self.observe_pods(|index, now| index.relist_pods(pods, now));
     }
 }
 

@@ -7,9 +7,10 @@ use std::collections::{HashSet, VecDeque};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    GracefulPolicyStatus, Mode, PodCounts, RecentViolation, ShutdownStats, ViolationCounts,
+    Budget, GracefulPolicyStatus, Mode, PodCounts, RecentViolation, ShutdownStats, ViolationCounts,
+    ViolationKind,
 };
-use crate::shutdown::{self, Budget, Finding};
+use crate::shutdown::{self, DisruptionKind, Finding};
 
 /// How many violations the status lists.
 pub const RECENT_LIMIT: usize = 20;
@@ -18,32 +19,14 @@ const SAMPLE_LIMIT: usize = 1000;
 /// How many offenders a condition message names.
 const NAMED_OFFENDERS: usize = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    BudgetExceeded,
-    OomKilled,
-    Restarted,
-}
-
-impl Kind {
-    const ALL: [Kind; 3] = [Kind::BudgetExceeded, Kind::OomKilled, Kind::Restarted];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::BudgetExceeded => "BudgetExceeded",
-            Kind::OomKilled => "OOMKilled",
-            Kind::Restarted => "Restarted",
-        }
-    }
-
-    /// The condition that is False while violations of this kind are recent, and its
-    /// reason when True.
-    fn condition(self) -> (&'static str, &'static str) {
-        match self {
-            Kind::BudgetExceeded => ("ShutdownsWithinBudget", "WithinBudget"),
-            Kind::OomKilled => ("NoOOMKills", "NoOOMKills"),
-            Kind::Restarted => ("NoRestarts", "NoRestarts"),
-        }
+/// The condition that is False while violations of `kind` are recent, and its reason
+/// when True; only the app's kinds have one.
+fn condition_of(kind: ViolationKind) -> Option<(&'static str, &'static str)> {
+    match kind {
+        ViolationKind::BudgetExceeded => Some(("ShutdownsWithinBudget", "WithinBudget")),
+        ViolationKind::OomKilled => Some(("NoOOMKills", "NoOOMKills")),
+        ViolationKind::Restarted => Some(("NoRestarts", "NoRestarts")),
+        _ => None,
     }
 }
 
@@ -63,9 +46,8 @@ pub struct PolicyFacts {
 pub struct Report {
     window_seconds: i64,
     window_start: Option<Time>,
-    budget_exceeded: i64,
-    oom_killed: i64,
-    restarts: i64,
+    /// Counts over the window, by kind (in [`ViolationKind::ALL`]'s order).
+    counts: [i64; ViolationKind::ALL.len()],
     recent: VecDeque<RecentViolation>,
     /// Violations listed in the status graceful found at start: not counted again.
     restored: HashSet<String>,
@@ -87,12 +69,18 @@ impl Report {
         let recent: VecDeque<RecentViolation> = status
             .map(|s| s.recent.iter().cloned().collect())
             .unwrap_or_default();
+        let counts_by_kind = ViolationKind::ALL.map(|kind| match kind {
+            ViolationKind::BudgetExceeded => counts.budget_exceeded,
+            ViolationKind::OomKilled => counts.oom_killed,
+            ViolationKind::Restarted => counts.restarts,
+            ViolationKind::GraceShortened => counts.grace_shortened,
+            ViolationKind::Evicted => counts.evicted,
+            ViolationKind::Preempted => counts.preempted,
+        });
         Self {
             window_seconds,
             window_start: counts.window_start,
-            budget_exceeded: counts.budget_exceeded,
-            oom_killed: counts.oom_killed,
-            restarts: counts.restarts,
+            counts: counts_by_kind,
             restored: recent.iter().map(key).collect(),
             recent,
             samples: VecDeque::new(),
@@ -132,12 +120,47 @@ impl Report {
                         budget.pre_stop_sleep_seconds, budget.shutdown_budget_seconds
                     )
                 };
-                violation(pod, container, Kind::BudgetExceeded, at.clone(), detail)
+                violation(
+                    pod,
+                    container,
+                    ViolationKind::BudgetExceeded,
+                    at.clone(),
+                    detail,
+                )
+            }
+            Finding::GraceShortened {
+                own_seconds,
+                given_seconds,
+                by,
+                at,
+            } => violation(
+                pod,
+                "",
+                ViolationKind::GraceShortened,
+                at.clone(),
+                format!(
+                    "deleted with a {given_seconds} s grace period instead of its own {own_seconds} s, by {}",
+                    by.as_deref()
+                        .unwrap_or("an API client (kubectl delete --grace-period, say)")
+                ),
+            ),
+            Finding::Disrupted { kind, by, at } => {
+                let (kind, verb) = match kind {
+                    DisruptionKind::Evicted => (ViolationKind::Evicted, "evicted"),
+                    DisruptionKind::Preempted => (ViolationKind::Preempted, "preempted"),
+                };
+                violation(
+                    pod,
+                    "",
+                    kind,
+                    at.clone().unwrap_or_else(|| now.clone()),
+                    format!("{verb} by {by}"),
+                )
             }
             Finding::OomKilled { container, at } => violation(
                 pod,
                 container,
-                Kind::OomKilled,
+                ViolationKind::OomKilled,
                 at.clone(),
                 format!("OOMKilled (exit code {})", shutdown::SIGKILL_EXIT_CODE),
             ),
@@ -157,7 +180,7 @@ impl Report {
                 violation(
                     pod,
                     container,
-                    Kind::Restarted,
+                    ViolationKind::Restarted,
                     at.clone().unwrap_or_else(|| now.clone()),
                     format!("restarted {count_text}{times}; the last run ended with {reason}"),
                 )
@@ -177,12 +200,7 @@ impl Report {
             Finding::Restarted { count, .. } => i64::from(*count),
             _ => 1,
         };
-        match kind_of(&violation) {
-            Some(Kind::BudgetExceeded) => self.budget_exceeded += increment,
-            Some(Kind::OomKilled) => self.oom_killed += increment,
-            Some(Kind::Restarted) => self.restarts += increment,
-            None => {}
-        }
+        self.counts[kind_index(violation.kind)] += increment;
         self.recent.push_front(violation.clone());
         self.recent.truncate(RECENT_LIMIT);
         Some(violation)
@@ -196,9 +214,7 @@ impl Report {
             .is_none_or(|start| seconds_between(start, now) >= self.window_seconds);
         if expired {
             self.window_start = Some(now.clone());
-            self.budget_exceeded = 0;
-            self.oom_killed = 0;
-            self.restarts = 0;
+            self.counts = [0; ViolationKind::ALL.len()];
         }
     }
 
@@ -212,8 +228,10 @@ impl Report {
     ) -> GracefulPolicyStatus {
         self.roll_window(now);
         let mut conditions = vec![ready(facts)];
-        for kind in Kind::ALL {
-            conditions.push(self.condition(kind, now));
+        for kind in ViolationKind::ALL {
+            if let Some((type_, fine)) = condition_of(kind) {
+                conditions.push(self.condition(kind, type_, fine, now));
+            }
         }
         for condition in &mut conditions {
             condition.observed_generation = facts.generation;
@@ -230,16 +248,25 @@ impl Report {
         }
         let durations: Vec<f64> = self.samples.iter().map(|(s, _)| *s).collect();
         let any_killed = self.samples.iter().any(|(_, killed)| *killed);
+        let count = |kind| self.counts[kind_index(kind)];
         GracefulPolicyStatus {
             observed_generation: facts.generation,
             conditions,
             termination_grace_period_seconds: Some(facts.grace_period_seconds),
+            grace_periods: grace_periods(&facts.pods),
             pods: Some(facts.pods.clone()),
             violations: Some(ViolationCounts {
-                budget_exceeded: self.budget_exceeded,
-                oom_killed: self.oom_killed,
-                restarts: self.restarts,
-                total: self.budget_exceeded + self.oom_killed + self.restarts,
+                budget_exceeded: count(ViolationKind::BudgetExceeded),
+                oom_killed: count(ViolationKind::OomKilled),
+                restarts: count(ViolationKind::Restarted),
+                total: ViolationKind::ALL
+                    .into_iter()
+                    .filter(|kind| kind.is_the_apps())
+                    .map(count)
+                    .sum(),
+                grace_shortened: count(ViolationKind::GraceShortened),
+                evicted: count(ViolationKind::Evicted),
+                preempted: count(ViolationKind::Preempted),
                 window_seconds: Some(self.window_seconds),
                 window_start: self.window_start.clone(),
             }),
@@ -249,12 +276,11 @@ impl Report {
         }
     }
 
-    fn condition(&self, kind: Kind, now: &Time) -> Condition {
-        let (type_, fine) = kind.condition();
+    fn condition(&self, kind: ViolationKind, type_: &str, fine: &str, now: &Time) -> Condition {
         let offenders: Vec<&RecentViolation> = self
             .recent
             .iter()
-            .filter(|v| v.kind == kind.as_str())
+            .filter(|v| v.kind == kind)
             .filter(|v| seconds_between(&v.at, now) < self.window_seconds)
             .collect();
         let (status, reason, message) = match offenders.as_slice() {
@@ -269,6 +295,7 @@ impl Report {
                     .take(NAMED_OFFENDERS)
                     .map(|v| format!("{}/{} {}", v.pod, v.container, v.detail))
                     .collect();
+
                 (
                     "False",
                     kind.as_str(),
@@ -285,18 +312,36 @@ impl Report {
     }
 }
 
+/// `35`, or `30-60` when the governed pods differ; `None` without pods.
+fn grace_periods(pods: &PodCounts) -> Option<String> {
+    match (
+        pods.min_grace_period_seconds?,
+        pods.max_grace_period_seconds?,
+    ) {
+        (min, max) if min == max => Some(min.to_string()),
+        (min, max) => Some(format!("{min}-{max}")),
+    }
+}
+
+/// What the policy gives, and what the pods have when that differs: a pod's longer
+/// grace period (the Kubernetes default of 30 s included) is never shortened.
+fn in_force_message(facts: &PolicyFacts) -> String {
+    let gives = facts.grace_period_seconds;
+    let pods = &facts.pods;
+    match (pods.min_grace_period_seconds, pods.max_grace_period_seconds) {
+        (Some(min), Some(max)) if (min, max) != (gives, gives) => format!(
+            "the policy gives a {gives} s grace period; governed pods have {} s (a longer one a pod had, the default 30 s included, is kept)",
+            grace_periods(pods).unwrap_or_default()
+        ),
+        (Some(_), Some(_)) => format!("governed pods have a {gives} s grace period"),
+        _ => format!("the policy gives a {gives} s grace period; it governs no pod yet"),
+    }
+}
+
 fn ready(facts: &PolicyFacts) -> Condition {
     match (&facts.invalid, facts.mode) {
         (Some(why), _) => condition("Ready", "False", "Invalid", why.clone()),
-        (None, Mode::Enforce) => condition(
-            "Ready",
-            "True",
-            "InForce",
-            format!(
-                "governed pods get a {} s grace period",
-                facts.grace_period_seconds
-            ),
-        ),
+        (None, Mode::Enforce) => condition("Ready", "True", "InForce", in_force_message(facts)),
         (None, Mode::Audit) => condition(
             "Ready",
             "True",
@@ -317,18 +362,25 @@ fn condition(type_: &str, status: &str, reason: &str, message: String) -> Condit
     }
 }
 
-fn violation(pod: &str, container: &str, kind: Kind, at: Time, detail: String) -> RecentViolation {
+fn violation(
+    pod: &str,
+    container: &str,
+    kind: ViolationKind,
+    at: Time,
+    detail: String,
+) -> RecentViolation {
     RecentViolation {
         pod: pod.to_owned(),
         container: container.to_owned(),
-        kind: kind.as_str().to_owned(),
+        kind,
         at,
         detail,
     }
 }
 
-fn kind_of(violation: &RecentViolation) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| k.as_str() == violation.kind)
+/// `ALL` lists the kinds in declaration order.
+fn kind_index(kind: ViolationKind) -> usize {
+    kind as usize
 }
 
 fn push_bounded<T>(queue: &mut VecDeque<T>, value: T, limit: usize) {

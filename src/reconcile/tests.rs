@@ -3,9 +3,11 @@ use serde_json::json;
 
 use super::report::{PolicyFacts, RECENT_LIMIT, Report};
 use super::tracker::{ObservedPod, PolicyRef, Tracker};
-use crate::api::{GracefulPolicyStatus, Mode, PodCounts};
+use crate::api::{Budget, GracefulPolicyStatus, Mode, PodCounts, ViolationKind};
 use crate::shutdown::fixtures::{at, running, status as container, terminated};
-use crate::shutdown::{Budget, Deletion, Finding};
+use crate::shutdown::{Deletion, Finding};
+
+mod index;
 
 const BUDGET: Budget = Budget {
     pre_stop_sleep_seconds: 5,
@@ -22,8 +24,11 @@ fn pod(containers: Vec<ContainerStatus>) -> ObservedPod {
         },
         budget: None,
         mutated: true,
+        grace_period_seconds: 35,
         deletion: None,
+        disruption: None,
         containers,
+        sidecars: Vec::new(),
     }
 }
 
@@ -31,6 +36,7 @@ fn deleted(mut pod: ObservedPod) -> ObservedPod {
     pod.deletion = Some(Deletion {
         deadline: at(35),
         grace_period_seconds: 35,
+        own_grace_period_seconds: 35,
     });
     pod
 }
@@ -47,7 +53,7 @@ fn a_pod_is_read_from_its_label_record_and_deletion() {
         "status": {"containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": true, "restartCount": 2}]}
     }))
     .unwrap();
-    let observed = ObservedPod::from_pod(pod).unwrap();
+    let observed = ObservedPod::from_pod(&pod).unwrap();
     assert_eq!(observed.policy.to_string(), "shop/web");
     assert_eq!(
         observed.budget,
@@ -64,7 +70,7 @@ fn a_pod_is_read_from_its_label_record_and_deletion() {
         json!({"metadata": {"name": "x", "namespace": "shop", "uid": "u2"}}),
     )
     .unwrap();
-    assert_eq!(ObservedPod::from_pod(unlabelled), None);
+    assert_eq!(ObservedPod::from_pod(&unlabelled), None);
 }
 
 #[test]
@@ -127,28 +133,6 @@ fn a_shutdown_is_found_once_however_often_it_is_seen() {
 }
 
 #[test]
-fn the_pods_own_budget_beats_the_fallback() {
-    let mut tracker = Tracker::default();
-    let mut ended = deleted(pod(vec![container(
-        terminated(0, "Completed", 20),
-        None,
-        0,
-    )]));
-    ended.budget = Some(Budget {
-        pre_stop_sleep_seconds: 5,
-        shutdown_budget_seconds: 10,
-    });
-    let findings = tracker.observe(&ended, BUDGET, true);
-    assert!(matches!(
-        findings.as_slice(),
-        [Finding::Shutdown {
-            over_budget: true,
-            ..
-        }]
-    ));
-}
-
-#[test]
 fn an_oom_kill_that_stays_in_the_status_is_found_once() {
     let mut tracker = Tracker::default();
     tracker.observe(&pod(vec![]), BUDGET, false);
@@ -190,6 +174,8 @@ fn facts(mode: Mode) -> PolicyFacts {
         pods: PodCounts {
             matched: 3,
             mutated: 3,
+            min_grace_period_seconds: Some(35),
+            max_grace_period_seconds: Some(35),
         },
     }
 }
@@ -249,7 +235,7 @@ fn violations_are_counted_listed_and_named_in_the_conditions() {
     let announced = report
         .add("web-1", &over_budget("app", 2, true), BUDGET, &at(2))
         .unwrap();
-    assert_eq!(announced.kind, "BudgetExceeded");
+    assert_eq!(announced.kind, ViolationKind::BudgetExceeded);
     assert!(
         announced
             .detail

@@ -3,11 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
-use crate::api::{APPLIED_ANNOTATION, POLICY_KEY};
-use crate::mutate::ChangeRecord;
-use crate::shutdown::{self, Budget, Deletion, Finding};
+use crate::api::{APPLIED_ANNOTATION, Budget, POLICY_KEY};
+use crate::mutate::{ChangeRecord, DEFAULT_GRACE_PERIOD_SECONDS};
+use crate::shutdown::{self, Deletion, Disruption, Finding};
 
 /// A policy, by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,46 +34,76 @@ pub struct ObservedPod {
     pub budget: Option<Budget>,
     /// Whether the policy changed anything on the pod.
     pub mutated: bool,
+    /// Its `terminationGracePeriodSeconds` (the Kubernetes default when absent).
+    pub grace_period_seconds: i64,
     pub deletion: Option<Deletion>,
+    /// Who or what ended it, where its status says.
+    pub disruption: Option<Disruption>,
+    /// The app containers.
     pub containers: Vec<ContainerStatus>,
+    /// Native sidecars: init containers with `restartPolicy: Always`.
+    pub sidecars: Vec<ContainerStatus>,
 }
 
 impl ObservedPod {
     /// `None` for a pod without a uid, namespace or `graceful.dev/policy` label.
-    pub fn from_pod(pod: Pod) -> Option<Self> {
-        let meta = pod.metadata;
+    pub fn from_pod(pod: &Pod) -> Option<Self> {
+        let meta = &pod.metadata;
         let record = meta
             .annotations
             .as_ref()
             .and_then(|a| a.get(APPLIED_ANNOTATION))
             .and_then(|text| serde_json::from_str::<ChangeRecord>(text).ok());
         let policy = PolicyRef {
-            namespace: meta.namespace?,
-            name: meta.labels?.remove(POLICY_KEY)?,
+            namespace: meta.namespace.clone()?,
+            name: meta.labels.as_ref()?.get(POLICY_KEY)?.clone(),
         };
-        let deletion = match (meta.deletion_timestamp, meta.deletion_grace_period_seconds) {
-            (Some(deadline), Some(grace_period_seconds)) => Some(Deletion {
-                deadline,
-                grace_period_seconds,
+        let spec = pod.spec.as_ref();
+        let grace_period_seconds = spec
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
+        let deletion = match (&meta.deletion_timestamp, meta.deletion_grace_period_seconds) {
+            (Some(deadline), Some(given)) => Some(Deletion {
+                deadline: deadline.clone(),
+                grace_period_seconds: given,
+                own_grace_period_seconds: grace_period_seconds,
             }),
             _ => None,
         };
+        let sidecar_names: Vec<&str> = spec
+            .and_then(|s| s.init_containers.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| is_sidecar(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        let status = pod.status.as_ref();
         Some(Self {
-            uid: meta.uid?,
-            name: meta.name.unwrap_or_default(),
-            budget: record.as_ref().map(|r| Budget {
-                pre_stop_sleep_seconds: r.pre_stop_sleep_seconds,
-                shutdown_budget_seconds: r.shutdown_budget_seconds,
-            }),
+            uid: meta.uid.clone()?,
+            name: meta.name.clone().unwrap_or_default(),
+            budget: record.as_ref().map(|r| r.budget),
             mutated: record.is_some_and(|r| !r.changes.is_empty()),
             policy,
+            grace_period_seconds,
             deletion,
-            containers: pod
-                .status
-                .and_then(|s| s.container_statuses)
+            disruption: status.and_then(shutdown::disruption),
+            containers: status
+                .and_then(|s| s.container_statuses.clone())
                 .unwrap_or_default(),
+            sidecars: status
+                .and_then(|s| s.init_container_statuses.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|c| sidecar_names.contains(&c.name.as_str()))
+                .cloned()
+                .collect(),
         })
     }
+}
+
+/// A native sidecar: an init container that runs beside the app.
+fn is_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
 }
 
 #[derive(Debug, Default)]
@@ -91,10 +121,9 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// What is new about `pod` since it was last seen. `gone`: this is the last status
-    /// before the pod disappeared. `fallback`: the budget when the pod has no record.
-    pub fn observe(&mut self, pod: &ObservedPod, fallback: Budget, gone: bool) -> Vec<Finding> {
-        let budget = pod.budget.unwrap_or(fallback);
+    /// What is new about `pod` since it was last seen, measured against `budget`.
+    /// `gone`: this is the last status before the pod disappeared.
+    pub fn observe(&mut self, pod: &ObservedPod, budget: Budget, gone: bool) -> Vec<Finding> {
         // A container that appears in a pod seen before started from zero restarts; in
         // a pod seen for the first time (graceful just started) its past is not news.
         let known = self.pods.contains_key(&pod.uid);
@@ -111,8 +140,31 @@ impl Tracker {
                 findings.extend(shutdown::shutdown(status, deletion, budget));
             }
         }
-        // A shutdown or an OOM kill stays in the status until the pod is gone: keep
-        // only the first sighting.
+        // Sidecars restart and get OOM-killed like any container while the pod runs;
+        // once it is deleted, how they exit is expected.
+        for status in &pod.sidecars {
+            let previous = remembered
+                .restart_counts
+                .insert(format!("sidecar/{}", status.name), status.restart_count)
+                .or(known.then_some(0));
+            if pod.deletion.is_none() {
+                findings.extend(shutdown::incidents(status, previous));
+            }
+        }
+        if let Some(deletion) = &pod.deletion {
+            findings.extend(shutdown::grace_shortened(deletion, pod.disruption.as_ref()));
+        }
+        if let Some(disruption) = &pod.disruption
+            && let Some(kind) = disruption.kind
+        {
+            findings.push(Finding::Disrupted {
+                kind,
+                by: disruption.by.clone(),
+                at: disruption.at.clone(),
+            });
+        }
+        // A shutdown, an OOM kill or a disruption stays in the status until the pod is
+        // gone: keep only the first sighting.
         findings.retain(|finding| match finding {
             Finding::Shutdown { container, .. } => {
                 remembered.found.insert(format!("shutdown/{container}"))
@@ -120,6 +172,8 @@ impl Tracker {
             Finding::OomKilled { container, at } => {
                 remembered.found.insert(format!("oom/{container}/{}", at.0))
             }
+            Finding::GraceShortened { .. } => remembered.found.insert("grace".to_owned()),
+            Finding::Disrupted { .. } => remembered.found.insert("disrupted".to_owned()),
             Finding::Restarted { .. } => true,
         });
         if gone {

@@ -2,6 +2,7 @@ use k8s_openapi::api::core::v1::ContainerState;
 
 use super::fixtures::{at, running, status, terminated};
 use super::*;
+use crate::api::Budget;
 
 /// sleep 5 + budget 25 + margin 5: the grace period is 35 s.
 const BUDGET: Budget = Budget {
@@ -13,6 +14,7 @@ fn deletion() -> Deletion {
     Deletion {
         deadline: at(35),
         grace_period_seconds: 35,
+        own_grace_period_seconds: 35,
     }
 }
 

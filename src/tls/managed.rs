@@ -56,7 +56,7 @@ const PREVIOUS_UNTIL: &str = "graceful.dev/previous-ca-until";
 
 /// What graceful's certificates are for and where they live.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct CertConfig {
     pub namespace: String,
     pub secret: String,
     pub webhook_config: String,
@@ -65,7 +65,7 @@ pub struct Settings {
     pub validity: Duration,
 }
 
-impl Settings {
+impl CertConfig {
     /// The names a Service `service` in `namespace` is called by, then `extra`.
     pub fn service_names(service: &str, namespace: &str, extra: &[String]) -> Vec<String> {
         let mut names = vec![
@@ -329,7 +329,7 @@ enum Error {
 
 /// The loop that keeps the Secret, the served certificate and the bundle in step.
 pub struct Managed {
-    settings: Settings,
+    settings: CertConfig,
     secrets: Api<Secret>,
     configs: Api<MutatingWebhookConfiguration>,
     serving: Arc<Serving>,
@@ -341,7 +341,7 @@ pub struct Managed {
 impl Managed {
     pub fn new(
         client: Client,
-        settings: Settings,
+        settings: CertConfig,
         serving: Arc<Serving>,
         metrics: Arc<Metrics>,
     ) -> Self {

@@ -71,18 +71,36 @@ fn certified_key_at(
 }
 
 /// The certificate in service; none until the first one is set.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Serving {
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    loaded: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Serving {
+    fn default() -> Self {
+        Self {
+            current: RwLock::default(),
+            loaded: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 impl Serving {
     pub fn set(&self, key: CertifiedKey) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(key));
+        self.loaded.send_replace(true);
     }
 
     pub fn is_loaded(&self) -> bool {
         self.current().is_some()
+    }
+
+    /// Waits until a certificate is in service.
+    pub async fn until_loaded(&self) {
+        let mut loaded = self.loaded.subscribe();
+        // The sender lives in `self`, so the wait only ends with a certificate.
+        let _ = loaded.wait_for(|loaded| *loaded).await;
     }
 
     fn current(&self) -> Option<Arc<CertifiedKey>> {

@@ -47,6 +47,26 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 #[error("the GracefulPolicy cache has not synced yet")]
 pub struct NotSynced;
 
+/// Why the owners of a pod could not be read; the pod is admitted unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnersError {
+    #[error("{kind}/{name} is not in the owner cache")]
+    NotCached { kind: &'static str, name: String },
+    #[error("reading {kind}/{name}: {source}")]
+    Read {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading {kind}/{name} took longer than {timeout:?}")]
+    Timeout {
+        kind: &'static str,
+        name: String,
+        timeout: std::time::Duration,
+    },
+}
+
 /// Where the webhook learns about policies and owners; [`watch::Caches`] in service.
 pub trait Lookup: Send + Sync + 'static {
     /// The policies of `namespace`: `Ok(None)` when it has none.
@@ -58,7 +78,7 @@ pub trait Lookup: Send + Sync + 'static {
         &'a self,
         namespace: &'a str,
         controller: (Kind, &'a str),
-    ) -> BoxFuture<'a, Result<Vec<Owner>, String>>;
+    ) -> BoxFuture<'a, Result<Vec<Owner>, OwnersError>>;
 }
 
 /// What the handler needs.
@@ -94,11 +114,7 @@ async fn mutate(State(webhook): State<Arc<Webhook>>, body: Bytes) -> Response {
     {
         Ok(decision) => decision,
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let message = crate::runtime::tasks::panic_message(panic.as_ref());
             let why = format!("graceful failed unexpectedly ({message}); this is a bug");
             Decision::fail_open(uid, Failure::Panic, &why)
         }
@@ -150,7 +166,9 @@ impl Webhook {
             Some(controller) if owners_matter(pod.annotation(POLICY_KEY)) => {
                 match self.lookup.owners(&namespace, controller).await {
                     Ok(owners) => owners,
-                    Err(why) => return Decision::fail_open(uid, Failure::Owners, &why),
+                    Err(why) => {
+                        return Decision::fail_open(uid, Failure::Owners, &why.to_string());
+                    }
                 }
             }
             _ => Vec::new(),

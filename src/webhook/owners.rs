@@ -47,6 +47,26 @@ impl Trimmed {
             .and_then(|r| Some((Kind::of(&r.api_version, &r.kind)?, r.name.as_str().into())));
         Self { policy, controller }
     }
+
+    /// Drops from `meta`, as it arrives from a watch, everything [`Trimmed::from_meta`]
+    /// does not read: a relist holds every object of a kind at once.
+    pub fn strip(meta: &mut ObjectMeta) {
+        *meta = ObjectMeta {
+            name: meta.name.take(),
+            namespace: meta.namespace.take(),
+            annotations: meta
+                .annotations
+                .take()
+                .and_then(|mut a| a.remove_entry(POLICY_KEY))
+                .map(|entry| [entry].into()),
+            owner_references: meta.owner_references.take().map(|refs| {
+                refs.into_iter()
+                    .filter(|r| r.controller == Some(true))
+                    .collect()
+            }),
+            ..ObjectMeta::default()
+        };
+    }
 }
 
 /// How far a walk up the owner chain goes; real chains have at most two links.

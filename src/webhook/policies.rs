@@ -1,8 +1,8 @@
 //! The GracefulPolicies of each namespace, compiled for resolution. Pure: the watch in
-//! [`super::watch`] rebuilds a namespace's entry from its policies on every change,
-//! and an admission only clones an `Arc`.
+//! [`super::watch`] hands it each policy, a namespace's entry is rebuilt from its
+//! policies on every change, and an admission only clones an `Arc`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -61,6 +61,8 @@ impl NamespacePolicies {
 #[derive(Debug, Default)]
 pub struct PolicyIndex {
     namespaces: HashMap<String, Arc<NamespacePolicies>>,
+    /// The policies themselves, to rebuild a namespace when one of them changes.
+    sources: HashMap<String, BTreeMap<String, GracefulPolicy>>,
 }
 
 impl PolicyIndex {
@@ -75,9 +77,38 @@ impl PolicyIndex {
         }
         let mut index = Self::default();
         for (namespace, policies) in by_namespace {
+            let sources = policies.iter().map(|p| (p.name_any(), (*p).clone()));
+            index.sources.insert(namespace.clone(), sources.collect());
             index.update(&namespace, policies);
         }
         index
+    }
+
+    /// `policy` was created or changed.
+    pub fn apply(&mut self, policy: &GracefulPolicy) {
+        let namespace = policy.namespace().unwrap_or_default();
+        self.sources
+            .entry(namespace.clone())
+            .or_default()
+            .insert(policy.name_any(), policy.clone());
+        self.rebuild(&namespace);
+    }
+
+    /// `policy` is gone.
+    pub fn delete(&mut self, policy: &GracefulPolicy) {
+        let namespace = policy.namespace().unwrap_or_default();
+        if let Some(policies) = self.sources.get_mut(&namespace) {
+            policies.remove(&policy.name_any());
+        }
+        self.rebuild(&namespace);
+    }
+
+    fn rebuild(&mut self, namespace: &str) {
+        let policies = self.sources.remove(namespace).unwrap_or_default();
+        self.update(namespace, policies.values());
+        if !policies.is_empty() {
+            self.sources.insert(namespace.to_owned(), policies);
+        }
     }
 
     /// Replaces the entry of `namespace` with its current `policies`.
@@ -144,6 +175,19 @@ mod tests {
         assert!(index.get("shop").unwrap().spec("api").is_some());
         index.update("shop", &[]);
         assert!(index.get("shop").is_none());
+    }
+
+    #[test]
+    fn a_policy_applied_or_deleted_rebuilds_its_namespace_only() {
+        let mut index =
+            PolicyIndex::build(&[policy("shop", "web", None), policy("ops", "batch", None)]);
+        index.apply(&policy("shop", "api", None));
+        let shop = index.get("shop").unwrap();
+        assert!(shop.spec("web").is_some() && shop.spec("api").is_some());
+        index.delete(&policy("shop", "web", None));
+        index.delete(&policy("shop", "api", None));
+        assert!(index.get("shop").is_none());
+        assert_eq!(index.get("ops").unwrap().candidates.len(), 1);
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn the_secret_round_trips_and_a_broken_one_is_not_used() {
 
 #[test]
 fn a_minted_chain_serves_its_names_and_renews_at_two_thirds() {
-    let names = Settings::service_names("graceful", "graceful-system", &["127.0.0.1".to_owned()]);
+    let names = CertConfig::service_names("graceful", "graceful-system", &["127.0.0.1".to_owned()]);
     assert_eq!(names[2], "graceful.graceful-system.svc");
     let now = Timestamp::now();
     let chain = mint(&names, Duration::from_secs(90), now).unwrap();
