@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod mutate;
 pub mod reconcile;
+pub mod recommend;
 pub mod resolve;
 pub mod shutdown;
 pub mod tls;

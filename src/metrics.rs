@@ -18,6 +18,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use rustls::sign::CertifiedKey;
+
+use crate::recommend::{Recommendation, Setting};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -43,6 +46,13 @@ struct StepLabels {
 struct PolicyLabels {
     namespace: String,
     policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SettingLabels {
+    namespace: String,
+    policy: String,
+    setting: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +83,10 @@ pub struct Metrics {
     violations: Family<ViolationLabels, Counter>,
     status_writes: Family<ResultLabels, Counter>,
     tracked_pods: Gauge,
+    certificate_expiry: Gauge,
+    leader: Gauge,
+    policy_settings: Family<SettingLabels, Gauge>,
+    policy_recommendations: Family<SettingLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -152,7 +166,35 @@ impl Metrics {
             "Governed pods the reconciler follows",
             tracked_pods.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate in service expires (notAfter), in seconds since the epoch",
+            certificate_expiry.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and writes policy status, else 0",
+            leader.clone(),
+        );
+        let policy_settings = Family::default();
+        registry.register(
+            "policy_setting_seconds",
+            "A policy's spec.drain setting that graceful has a recommendation for, by setting",
+            policy_settings.clone(),
+        );
+        let policy_recommendations = Family::default();
+        registry.register(
+            "policy_recommended_seconds",
+            "The value graceful recommends for that setting, from the shutdowns it measured",
+            policy_recommendations.clone(),
+        );
         Self {
+            certificate_expiry,
+            leader,
+            policy_settings,
+            policy_recommendations,
             shutdown_seconds,
             violations,
             status_writes,
@@ -231,6 +273,53 @@ impl Metrics {
     pub fn tracked_pods(&self, count: usize) {
         self.tracked_pods
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// `key` goes into service: its expiry is the one to watch now.
+    pub fn certificate_in_service(&self, key: &CertifiedKey) {
+        if let Some(not_after) = crate::tls::not_after(key) {
+            self.certificate_expiry.set(not_after);
+        }
+    }
+
+    /// Follows this replica's leadership for as long as it runs.
+    pub async fn follow_leadership(self: Arc<Self>, mut leader: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            self.leader.set(i64::from(*leader.borrow_and_update()));
+            if leader.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The settings of a policy and graceful's recommendations for them.
+    pub fn policy_recommendations(&self, namespace: &str, policy: &str, found: &[Recommendation]) {
+        for recommendation in found {
+            let labels = SettingLabels {
+                namespace: namespace.to_owned(),
+                policy: policy.to_owned(),
+                setting: recommendation.setting.field(),
+            };
+            self.policy_settings
+                .get_or_create(&labels)
+                .set(recommendation.current);
+            self.policy_recommendations
+                .get_or_create(&labels)
+                .set(recommendation.recommended);
+        }
+    }
+
+    /// A policy is gone: its series go too, so that no alert fires for it.
+    pub fn policy_removed(&self, namespace: &str, policy: &str) {
+        for setting in Setting::ALL {
+            let labels = SettingLabels {
+                namespace: namespace.to_owned(),
+                policy: policy.to_owned(),
+                setting: setting.field(),
+            };
+            self.policy_settings.remove(&labels);
+            self.policy_recommendations.remove(&labels);
+        }
     }
 
     /// The registry in the OpenMetrics text format.

@@ -165,6 +165,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         )
     };
     let lease = tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop));
+    tokio::spawn(metrics.clone().follow_leadership(leader.clone()));
     let settings = reconcile::Settings {
         window_seconds: args.violation_window_seconds,
         ..reconcile::Settings::default()
@@ -269,7 +270,7 @@ async fn capabilities(client: &kube::Client) -> Capabilities {
 }
 
 /// `"1"`, `"34+"` (some distributions add a `+`).
-fn parse_version(major: &str, minor: &str) -> Option<(u32, u32)> {
+pub(super) fn parse_version(major: &str, minor: &str) -> Option<(u32, u32)> {
     let number = |text: &str| text.trim_end_matches('+').parse().ok();
     Some((number(major)?, number(minor)?))
 }

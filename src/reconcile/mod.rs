@@ -30,6 +30,7 @@ use crate::api::{
     Drain, GracefulPolicy, GracefulPolicyStatus, POLICY_KEY, PodCounts, RecentViolation,
 };
 use crate::metrics::Metrics;
+use crate::recommend::recommendations;
 use crate::resolve::Candidate;
 use crate::shutdown::{Budget, Finding};
 use report::{PolicyFacts, Report};
@@ -321,6 +322,7 @@ impl Reconciler {
         let mut writes = Vec::new();
         for key in dirty {
             let Some(policy) = self.policy(&key) else {
+                self.metrics.policy_removed(&key.namespace, &key.name);
                 state.reports.remove(&key);
                 continue;
             };
@@ -338,6 +340,9 @@ impl Reconciler {
                 Report::restore(policy.status.as_ref(), self.settings.window_seconds)
             });
             let status = report.status(&facts, policy.status.as_ref(), &now);
+            let found = recommendations(&policy.spec.drain, Some(&status));
+            let namespace = policy.namespace().unwrap_or_default();
+            (self.metrics).policy_recommendations(&namespace, &policy.name_any(), &found);
             if policy.status.as_ref() != Some(&status) {
                 writes.push((policy, status));
             }
