@@ -62,7 +62,7 @@ impl Kind {
             .find(|k| k.name() == kind && k.group() == group)
     }
 
-    fn group(self) -> &'static str {
+    pub fn group(self) -> &'static str {
         match self {
             Kind::Job | Kind::CronJob => "batch",
             _ => "apps",
