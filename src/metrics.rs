@@ -283,7 +283,10 @@ impl Metrics {
     }
 
     /// Follows this replica's leadership for as long as it runs.
-    pub async fn follow_leadership(self: Arc<Self>, mut leader: tokio::sync::watch::Receiver<bool>) {
+    pub async fn follow_leadership(
+        self: Arc<Self>,
+        mut leader: tokio::sync::watch::Receiver<bool>,
+    ) {
         loop {
             self.leader.set(i64::from(*leader.borrow_and_update()));
             if leader.changed().await.is_err() {
@@ -415,5 +418,57 @@ mod tests {
         );
         assert!(text.contains("graceful_admission_fail_open_total{reason=\"panic\"} 1"));
         assert!(text.contains("graceful_admission_duration_seconds_count 1"));
+    }
+
+    #[tokio::test]
+    async fn exposes_certificate_expiry_leadership_and_recommendations() {
+        use crate::recommend::{Recommendation, Setting};
+        let metrics = Arc::new(Metrics::new());
+
+        let mut params = rcgen::CertificateParams::new(vec!["graceful".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2030, 1, 2);
+        let signing = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&signing).unwrap();
+        let key =
+            crate::tls::certified_key(cert.pem().as_bytes(), signing.serialize_pem().as_bytes())
+                .unwrap();
+        metrics.certificate_in_service(&key);
+
+        let (leader, follows) = tokio::sync::watch::channel(false);
+        let following = tokio::spawn(metrics.clone().follow_leadership(follows));
+        leader.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !metrics.encode().unwrap().contains("graceful_leader 1\n") {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the gauge follows the Lease");
+        drop(leader);
+        following.await.unwrap();
+
+        let budget = Recommendation {
+            setting: Setting::ShutdownBudgetSeconds,
+            current: 20,
+            recommended: 36,
+        };
+        metrics.policy_recommendations("shop", "web", &[budget]);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains("graceful_certificate_expiry_timestamp_seconds 1893542400\n"),
+            "{text}"
+        );
+        let labels = r#"{namespace="shop",policy="web",setting="shutdownBudgetSeconds"}"#;
+        assert!(
+            text.contains(&format!("graceful_policy_setting_seconds{labels} 20\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("graceful_policy_recommended_seconds{labels} 36\n")),
+            "{text}"
+        );
+
+        metrics.policy_removed("shop", "web");
+        assert!(!metrics.encode().unwrap().contains(labels));
     }
 }

@@ -59,18 +59,23 @@ impl std::fmt::Display for Recommendation {
 
 /// Every recommendation graceful has for a policy's `drain`, from its `status`; none
 /// before it measured anything.
-pub fn recommendations(drain: &Drain, status: Option<&GracefulPolicyStatus>) -> Vec<Recommendation> {
+pub fn recommendations(
+    drain: &Drain,
+    status: Option<&GracefulPolicyStatus>,
+) -> Vec<Recommendation> {
     let shutdown = status.and_then(|s| s.shutdown.as_ref());
     Setting::ALL
         .into_iter()
         .filter_map(|setting| match setting {
-            Setting::ShutdownBudgetSeconds => shutdown
-                .filter(|stats| stats.observed > 0)
-                .map(|stats| Recommendation {
-                    setting,
-                    current: drain.shutdown_budget_seconds,
-                    recommended: stats.recommended_budget_seconds,
-                }),
+            Setting::ShutdownBudgetSeconds => {
+                shutdown
+                    .filter(|stats| stats.observed > 0)
+                    .map(|stats| Recommendation {
+                        setting,
+                        current: drain.shutdown_budget_seconds,
+                        recommended: stats.recommended_budget_seconds,
+                    })
+            }
         })
         .collect()
 }

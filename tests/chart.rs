@@ -32,7 +32,11 @@ fn helm(kubeconfig: Option<&Path>, args: &[&str]) -> String {
     command.current_dir(repo()).args(args);
     // helm keeps its own state out of the user's home.
     let home = std::env::temp_dir().join(format!("graceful-helm-{}", std::process::id()));
-    for (variable, dir) in [("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")] {
+    for (variable, dir) in [
+        ("HELM_CACHE_HOME", "cache"),
+        ("HELM_CONFIG_HOME", "config"),
+        ("HELM_DATA_HOME", "data"),
+    ] {
         command.env(variable, home.join(dir));
     }
     if let Some(kubeconfig) = kubeconfig {
@@ -83,18 +87,29 @@ fn kustomize(dir: &str) -> BTreeMap<String, Value> {
         .current_dir(repo())
         .output()
         .expect("kubectl runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     by_identity(documents(&String::from_utf8_lossy(&output.stdout)))
 }
 
 fn template(args: &[&str]) -> BTreeMap<String, Value> {
-    let mut argv = vec!["template", "graceful", CHART, "--namespace", "graceful-system"];
+    let mut argv = vec![
+        "template",
+        "graceful",
+        CHART,
+        "--namespace",
+        "graceful-system",
+    ];
     argv.extend(args);
     by_identity(documents(&helm(None, &argv)))
 }
 
 fn assert_same(chart: &BTreeMap<String, Value>, kustomized: &BTreeMap<String, Value>) {
-    let (ours, theirs): (Vec<&String>, Vec<&String>) = (chart.keys().collect(), kustomized.keys().collect());
+    let (ours, theirs): (Vec<&String>, Vec<&String>) =
+        (chart.keys().collect(), kustomized.keys().collect());
     assert_eq!(ours, theirs, "the chart renders other objects");
     for (key, object) in chart {
         assert_eq!(object, &kustomized[key], "{key} differs");
@@ -105,7 +120,16 @@ fn assert_same(chart: &BTreeMap<String, Value>, kustomized: &BTreeMap<String, Va
 fn the_chart_lints_in_both_certificate_modes() {
     let linted = helm(None, &["lint", "--strict", CHART]);
     assert!(linted.contains("0 chart(s) failed"), "{linted}");
-    let linted = helm(None, &["lint", "--strict", CHART, "--set", "certificates.mode=cert-manager"]);
+    let linted = helm(
+        None,
+        &[
+            "lint",
+            "--strict",
+            CHART,
+            "--set",
+            "certificates.mode=cert-manager",
+        ],
+    );
     assert!(linted.contains("0 chart(s) failed"), "{linted}");
 }
 
@@ -126,26 +150,42 @@ fn default_values_render_what_kustomize_builds() {
 fn cert_manager_mode_renders_what_the_overlay_builds() {
     let mut kustomized = kustomize("manifests/overlays/cert-manager");
     kustomized.remove("Namespace//graceful-system");
-    assert_same(&template(&["--set", "certificates.mode=cert-manager"]), &kustomized);
+    assert_same(
+        &template(&["--set", "certificates.mode=cert-manager"]),
+        &kustomized,
+    );
 }
 
 #[test]
 fn values_reach_the_objects() {
     let rendered = template(&[
-        "--set", "replicas=3",
-        "--set", "image.tag=9.9.9",
-        "--set", "webhook.failurePolicy=Fail",
-        "--set", "webhook.timeoutSeconds=7",
-        "--set", "webhook.excludedNamespaces={monitoring}",
-        "--set", "commonLabels.team=platform",
-        "--set", "commonAnnotations.owner=sre",
-        "--set", "certificates.validity=90d",
+        "--set",
+        "replicas=3",
+        "--set",
+        "image.tag=9.9.9",
+        "--set",
+        "webhook.failurePolicy=Fail",
+        "--set",
+        "webhook.timeoutSeconds=7",
+        "--set",
+        "webhook.excludedNamespaces={monitoring}",
+        "--set",
+        "commonLabels.team=platform",
+        "--set",
+        "commonAnnotations.owner=sre",
+        "--set",
+        "certificates.validity=90d",
     ]);
     let deployment = &rendered["Deployment/graceful-system/graceful"];
     assert_eq!(deployment["spec"]["replicas"], 3);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "ghcr.io/graceful-dev/graceful:9.9.9");
-    assert!(container["args"].as_array().expect("args").contains(&Value::from("--cert-validity=90d")));
+    assert!(
+        container["args"]
+            .as_array()
+            .expect("args")
+            .contains(&Value::from("--cert-validity=90d"))
+    );
     let webhook = &rendered["MutatingWebhookConfiguration//graceful"]["webhooks"][0];
     assert_eq!(webhook["failurePolicy"], "Fail");
     assert_eq!(webhook["timeoutSeconds"], 7);
@@ -155,7 +195,10 @@ fn values_reach_the_objects() {
     );
     for object in rendered.values() {
         assert_eq!(object["metadata"]["labels"]["team"], "platform", "{object}");
-        assert_eq!(object["metadata"]["annotations"]["owner"], "sre", "{object}");
+        assert_eq!(
+            object["metadata"]["annotations"]["owner"], "sre",
+            "{object}"
+        );
     }
 }
 
@@ -163,26 +206,45 @@ fn values_reach_the_objects() {
 fn load_image(cluster: &Cluster, reference: &str) {
     let archive = std::env::temp_dir().join(format!("graceful-chart-{}.tar", std::process::id()));
     let output = Command::new(repo().join("e2e/graceful-image"))
-        .args(["--ref", reference, "--binary", env!("CARGO_BIN_EXE_graceful")])
+        .args([
+            "--ref",
+            reference,
+            "--binary",
+            env!("CARGO_BIN_EXE_graceful"),
+        ])
         .arg("--out")
         .arg(&archive)
         .output()
         .expect("e2e/graceful-image runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     cluster.load(&archive);
     std::fs::remove_file(&archive).expect("the archive is removed");
 }
 
 fn webhook_config(cluster: &Cluster) -> Value {
-    let json = cluster.kubectl_ok(&["get", "mutatingwebhookconfiguration", "graceful", "-o", "json"]);
+    let json = cluster.kubectl_ok(&[
+        "get",
+        "mutatingwebhookconfiguration",
+        "graceful",
+        "-o",
+        "json",
+    ]);
     serde_json::from_str(&json).expect("JSON")
 }
 
 async fn ca_injected(cluster: &Cluster) -> String {
-    support::eventually("graceful's CA in the caBundle", Duration::from_secs(60), || async {
-        let bundle = webhook_config(cluster)["webhooks"][0]["clientConfig"]["caBundle"].clone();
-        bundle.as_str().filter(|b| !b.is_empty()).map(str::to_owned)
-    })
+    support::eventually(
+        "graceful's CA in the caBundle",
+        Duration::from_secs(60),
+        || async {
+            let bundle = webhook_config(cluster)["webhooks"][0]["clientConfig"]["caBundle"].clone();
+            bundle.as_str().filter(|b| !b.is_empty()).map(str::to_owned)
+        },
+    )
     .await
 }
 
@@ -195,15 +257,34 @@ async fn install_upgrade_uninstall_on_the_node() {
     load_image(cluster, &reference);
     let (repository, tag) = reference.rsplit_once(':').expect("a tag");
     let kubeconfig = Some(cluster.kubeconfig.as_path());
-    let (image_repository, image_tag) = (format!("image.repository={repository}"), format!("image.tag={tag}"));
+    let (image_repository, image_tag) = (
+        format!("image.repository={repository}"),
+        format!("image.tag={tag}"),
+    );
 
     // --take-ownership: other tests of this cluster leave graceful's cluster-wide RBAC
     // behind, applied by kubectl; a first install on a clean cluster does not need it.
-    helm(kubeconfig, &[
-        "install", "graceful", CHART, "--namespace", &release_namespace, "--create-namespace",
-        "--take-ownership", "--wait", "--timeout", "3m",
-        "--set", &image_repository, "--set", &image_tag, "--set", "image.pullPolicy=Never",
-    ]);
+    helm(
+        kubeconfig,
+        &[
+            "install",
+            "graceful",
+            CHART,
+            "--namespace",
+            &release_namespace,
+            "--create-namespace",
+            "--take-ownership",
+            "--wait",
+            "--timeout",
+            "3m",
+            "--set",
+            &image_repository,
+            "--set",
+            &image_tag,
+            "--set",
+            "image.pullPolicy=Never",
+        ],
+    );
     let bundle = ca_injected(cluster).await;
 
     let namespace = support::namespace(&client, "chart").await;
@@ -211,10 +292,22 @@ async fn install_upgrade_uninstall_on_the_node() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     first_mutated(&pods, "web").await;
 
-    helm(kubeconfig, &[
-        "upgrade", "graceful", CHART, "--namespace", &release_namespace, "--reuse-values",
-        "--wait", "--timeout", "3m", "--set", "webhook.timeoutSeconds=5",
-    ]);
+    helm(
+        kubeconfig,
+        &[
+            "upgrade",
+            "graceful",
+            CHART,
+            "--namespace",
+            &release_namespace,
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "3m",
+            "--set",
+            "webhook.timeoutSeconds=5",
+        ],
+    );
     let config = webhook_config(cluster);
     assert_eq!(config["webhooks"][0]["timeoutSeconds"], 5);
     assert_eq!(
@@ -224,7 +317,16 @@ async fn install_upgrade_uninstall_on_the_node() {
     );
     first_mutated(&pods, "web").await;
 
-    helm(kubeconfig, &["uninstall", "graceful", "--namespace", &release_namespace, "--wait"]);
+    helm(
+        kubeconfig,
+        &[
+            "uninstall",
+            "graceful",
+            "--namespace",
+            &release_namespace,
+            "--wait",
+        ],
+    );
     for object in [
         "mutatingwebhookconfiguration/graceful",
         "clusterrole/graceful",
@@ -251,6 +353,15 @@ async fn install_upgrade_uninstall_on_the_node() {
         "helm uninstall left more than graceful's runtime state"
     );
     let crd = cluster.kubectl_ok(&["get", "crd", "gracefulpolicies.graceful.dev", "-o", "name"]);
-    assert_eq!(crd.trim(), "customresourcedefinition.apiextensions.k8s.io/gracefulpolicies.graceful.dev");
-    cluster.kubectl_ok(&["delete", "namespace", &release_namespace, &namespace, "--wait=false"]);
+    assert_eq!(
+        crd.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/gracefulpolicies.graceful.dev"
+    );
+    cluster.kubectl_ok(&[
+        "delete",
+        "namespace",
+        &release_namespace,
+        &namespace,
+        "--wait=false",
+    ]);
 }

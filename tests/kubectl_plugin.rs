@@ -29,18 +29,19 @@ fn plugin_dir() -> PathBuf {
 
 /// `kubectl graceful ARGS` with the plugin and kubectl first on the PATH.
 fn kubectl_graceful(cluster: &Cluster, args: &[&str]) -> Output {
-    let path = std::env::join_paths(
-        [plugin_dir(), repo().join("e2e/bin")]
-            .into_iter()
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths([plugin_dir(), repo().join("e2e/bin")].into_iter().chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
     .expect("a PATH");
     Command::new(repo().join("e2e/bin/kubectl"))
         .arg("graceful")
         .args(args)
         .env("PATH", path)
         .env("KUBECONFIG", &cluster.kubeconfig)
-        .env("KUBECACHEDIR", std::env::temp_dir().join("graceful-plugin-cache"))
+        .env(
+            "KUBECACHEDIR",
+            std::env::temp_dir().join("graceful-plugin-cache"),
+        )
         .output()
         .expect("kubectl runs")
 }
@@ -98,31 +99,63 @@ async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {
     cluster.apply_ok(&ns, support::POLICY);
     cluster.apply_ok(&ns, DEPLOYMENT);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod = support::eventually("the Deployment's pod, admitted", Duration::from_secs(60), || {
-        let pods = pods.clone();
-        async move {
-            let list = pods.list(&ListParams::default().labels("app=web")).await.ok()?;
-            list.items.into_iter().find(|p| support::graceful::mutated_for(p, "web"))
-        }
-    })
+    let pod = support::eventually(
+        "the Deployment's pod, admitted",
+        Duration::from_secs(60),
+        || {
+            let pods = pods.clone();
+            async move {
+                let list = pods
+                    .list(&ListParams::default().labels("app=web"))
+                    .await
+                    .ok()?;
+                list.items
+                    .into_iter()
+                    .find(|p| support::graceful::mutated_for(p, "web"))
+            }
+        },
+    )
     .await;
     let pod_name = pod.metadata.name.clone().expect("a name");
     // The status below stands for the reconciler's: graceful stops writing its own.
     graceful.kill();
     cluster.kubectl_ok(&["delete", "mutatingwebhookconfiguration", &label]);
     cluster.kubectl_ok(&[
-        "patch", "gracefulpolicy", "web", "-n", &ns, "--subresource=status", "--type=merge", "-p", STATUS,
+        "patch",
+        "gracefulpolicy",
+        "web",
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        STATUS,
     ]);
 
     // status: a kubectl table (no colour: not a terminal), and the same as data.
     let table = ok(cluster, &["status", "-n", &ns]);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("NAME "), "{table}");
-    assert!(!table.contains("NAMESPACE") && !table.contains('\x1b'), "{table}");
-    let row: Vec<&str> = lines[1].split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert!(
+        !table.contains("NAMESPACE") && !table.contains('\x1b'),
+        "{table}"
+    );
+    let row: Vec<&str> = lines[1]
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(
         row,
-        ["web", "Enforce", "1", "3 (2 over budget, 1 restarts)", "31.0s", "shutdownBudgetSeconds 25 -> 40", "True"],
+        [
+            "web",
+            "Enforce",
+            "1",
+            "3 (2 over budget, 1 restarts)",
+            "31.0s",
+            "shutdownBudgetSeconds 25 -> 40",
+            "True"
+        ],
         "{table}"
     );
     let status = json(cluster, &["status", "-n", &ns]);
@@ -137,7 +170,8 @@ async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {
     let because = why["because"].as_str().expect("because");
     // The Deployment's annotation, as its ReplicaSet carries it too.
     assert!(
-        because.starts_with("the graceful.dev/policy annotation on ") && because.ends_with(" names web"),
+        because.starts_with("the graceful.dev/policy annotation on ")
+            && because.ends_with(" names web"),
         "{because}"
     );
     assert_eq!(why["admitted"]["shutdownBudgetSeconds"], 25);
@@ -150,15 +184,31 @@ async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {
     let commands = ok(cluster, &["recommend", "-n", &ns]);
     assert_eq!(
         commands,
-        format!("kubectl patch gracefulpolicy web -n {ns} --type merge -p '{{\"spec\":{{\"drain\":{{\"shutdownBudgetSeconds\":40}}}}}}'\n")
+        format!(
+            "kubectl patch gracefulpolicy web -n {ns} --type merge -p '{{\"spec\":{{\"drain\":{{\"shutdownBudgetSeconds\":40}}}}}}'\n"
+        )
     );
     let applied = Command::new("sh")
         .arg("-c")
-        .arg(commands.replace("kubectl ", &format!("{} --kubeconfig {} ", repo().join("e2e/bin/kubectl").display(), cluster.kubeconfig.display())))
+        .arg(commands.replace(
+            "kubectl ",
+            &format!(
+                "{} --kubeconfig {} ",
+                repo().join("e2e/bin/kubectl").display(),
+                cluster.kubeconfig.display()
+            ),
+        ))
         .output()
         .expect("sh runs");
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
-    assert_eq!(json(cluster, &["recommend", "-n", &ns])["items"], serde_json::json!([]));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert_eq!(
+        json(cluster, &["recommend", "-n", &ns])["items"],
+        serde_json::json!([])
+    );
 
     // A pod created now would get the longer grace period: 5 + 40 + 5.
     let why = json(cluster, &["why", &pod_name, "-n", &ns]);
@@ -167,7 +217,10 @@ async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {
         .iter()
         .find(|c| c["field"] == "spec.terminationGracePeriodSeconds")
         .unwrap_or_else(|| panic!("no grace period change in {changes:?}"));
-    assert_eq!((&grace["from"], &grace["to"]), (&Value::from(35), &Value::from(50)));
+    assert_eq!(
+        (&grace["from"], &grace["to"]),
+        (&Value::from(35), &Value::from(50))
+    );
 
     // kubectl's --context: an unknown one is an error that names it.
     let wrong = kubectl_graceful(cluster, &["status", "--context", "no-such-context"]);

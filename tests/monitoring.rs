@@ -51,7 +51,11 @@ fn promtool(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "promtool {}:\n{text}", args.join(" "));
+    assert!(
+        output.status.success(),
+        "promtool {}:\n{text}",
+        args.join(" ")
+    );
     text
 }
 
@@ -67,7 +71,9 @@ fn the_rules_pass_promtool_and_every_alert_fires_only_when_it_should() {
     let tests = std::fs::read_to_string(dir.join("alerts.test.yaml")).expect("the tests");
     for alert in alerts() {
         assert!(
-            tests.contains(&format!("alertname: {alert}\n        exp_alerts:\n          - ")),
+            tests.contains(&format!(
+                "alertname: {alert}\n        exp_alerts:\n          - "
+            )),
             "no test makes {alert} fire"
         );
         assert!(
@@ -101,8 +107,17 @@ fn kustomize_builds_the_pod_monitor_the_rules_and_the_dashboard() {
         .output()
         .expect("kubectl runs");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    for kind in ["kind: PodMonitor", "kind: PrometheusRule", "kind: ConfigMap", "grafana_dashboard: \"1\""] {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for kind in [
+        "kind: PodMonitor",
+        "kind: PrometheusRule",
+        "kind: ConfigMap",
+        "grafana_dashboard: \"1\"",
+    ] {
         assert!(text.contains(kind), "{kind} missing:\n{text}");
     }
 }
@@ -120,8 +135,14 @@ fn expressions() -> Vec<String> {
             found.push(target["expr"].as_str().expect("an expr").to_owned());
         }
     }
-    let variables = dashboard["templating"]["list"].as_array().expect("variables");
-    found.extend(variables.iter().filter_map(|v| v["definition"].as_str().map(str::to_owned)));
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    found.extend(
+        variables
+            .iter()
+            .filter_map(|v| v["definition"].as_str().map(str::to_owned)),
+    );
     found
 }
 
@@ -184,12 +205,21 @@ fn every_metric_the_rules_and_the_dashboard_use_exists() {
         used.extend(series_names(&expr));
     }
     assert!(used.contains("graceful_violations_total"), "{used:?}");
-    assert!(used.contains("graceful_certificate_expiry_timestamp_seconds"), "{used:?}");
+    assert!(
+        used.contains("graceful_certificate_expiry_timestamp_seconds"),
+        "{used:?}"
+    );
     for name in &used {
         if name.contains(':') {
-            assert!(recorded.contains(name), "{name} is used but no rule records it");
+            assert!(
+                recorded.contains(name),
+                "{name} is used but no rule records it"
+            );
         } else {
-            assert!(exposed.contains(name), "{name} is not in graceful's /metrics:\n{metrics}");
+            assert!(
+                exposed.contains(name),
+                "{name} is not in graceful's /metrics:\n{metrics}"
+            );
         }
     }
     // The certificate graceful serves is in its metric: the alert watches a real value.
@@ -200,13 +230,18 @@ fn every_metric_the_rules_and_the_dashboard_use_exists() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after the epoch")
         .as_secs_f64();
-    assert!(expiry > now, "expiry {expiry} is not in the future (now {now})");
+    assert!(
+        expiry > now,
+        "expiry {expiry} is not in the future (now {now})"
+    );
 }
 
 #[test]
 fn series_names_are_read_from_promql() {
     assert_eq!(
-        series_names(r#"max by (namespace) (increase(graceful_violations_total{kind="graceful_x"}[15m])) - a:b:c"#),
+        series_names(
+            r#"max by (namespace) (increase(graceful_violations_total{kind="graceful_x"}[15m])) - a:b:c"#
+        ),
         ["graceful_violations_total", "a:b:c"]
     );
     let text = "# TYPE graceful_violations counter\n# TYPE graceful_leader gauge\n# TYPE graceful_shutdown_duration_seconds histogram\n";

@@ -27,7 +27,10 @@ fn the_binary_the_image_the_chart_and_the_crds_share_one_version() {
         .arg("--version")
         .output()
         .expect("graceful runs");
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("graceful {VERSION}"));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("graceful {VERSION}")
+    );
 
     let chart = yaml("charts/graceful/Chart.yaml");
     assert_eq!(chart["version"], VERSION);
@@ -39,11 +42,24 @@ fn the_binary_the_image_the_chart_and_the_crds_share_one_version() {
         "manifests/base/deployment.yaml does not use the image {VERSION}"
     );
     let values = yaml("charts/graceful/values.yaml");
-    assert_eq!(values["image"]["repository"], "ghcr.io/graceful-dev/graceful");
-    assert_eq!(values["image"]["tag"], "", "the chart's image tag is its appVersion");
+    assert_eq!(
+        values["image"]["repository"],
+        "ghcr.io/graceful-dev/graceful"
+    );
+    assert_eq!(
+        values["image"]["tag"], "",
+        "the chart's image tag is its appVersion"
+    );
 
-    for crd in ["crds/graceful.dev_gracefulpolicies.yaml", "charts/graceful/crds/graceful.dev_gracefulpolicies.yaml"] {
-        assert_eq!(yaml(crd)["metadata"]["annotations"]["graceful.dev/version"], VERSION, "{crd}");
+    for crd in [
+        "crds/graceful.dev_gracefulpolicies.yaml",
+        "charts/graceful/crds/graceful.dev_gracefulpolicies.yaml",
+    ] {
+        assert_eq!(
+            yaml(crd)["metadata"]["annotations"]["graceful.dev/version"],
+            VERSION,
+            "{crd}"
+        );
     }
     assert!(
         read("CHANGELOG.md").contains(&format!("\n## [{VERSION}]")),
@@ -58,12 +74,19 @@ fn the_release_workflow_builds_both_platforms_and_attaches_the_crds_and_the_char
     let steps = |job: &str| jobs[job]["steps"].as_array().cloned().unwrap_or_default();
     let build = steps("image")
         .into_iter()
-        .find(|step| step["uses"].as_str().is_some_and(|u| u.starts_with("docker/build-push-action")))
+        .find(|step| {
+            step["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("docker/build-push-action"))
+        })
         .expect("a step builds the image");
     assert_eq!(build["with"]["platforms"], "linux/amd64,linux/arm64");
     assert_eq!(build["with"]["context"], ".");
     let release = serde_json::to_string(&steps("release")).expect("JSON");
     for attached in ["helm package charts/graceful", "crds", "gh release create"] {
-        assert!(release.contains(attached), "the release job lacks {attached:?}");
+        assert!(
+            release.contains(attached),
+            "the release job lacks {attached:?}"
+        );
     }
 }

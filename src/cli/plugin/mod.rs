@@ -29,7 +29,11 @@ use crate::webhook::owners::{Kind, Trimmed};
 pub const BINARY_NAME: &str = "kubectl-graceful";
 
 #[derive(clap::Parser, Debug)]
-#[command(name = "kubectl graceful", version, about = "What graceful does to your pods, from kubectl")]
+#[command(
+    name = "kubectl graceful",
+    version,
+    about = "What graceful does to your pods, from kubectl"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,11 +130,16 @@ fn policies_api(client: &Client, scope: Option<&str>) -> Api<GracefulPolicy> {
     }
 }
 
-async fn list_policies(client: &Client, scope: Option<&str>) -> anyhow::Result<Vec<GracefulPolicy>> {
+async fn list_policies(
+    client: &Client,
+    scope: Option<&str>,
+) -> anyhow::Result<Vec<GracefulPolicy>> {
     let listed = policies_api(client, scope)
         .list(&ListParams::default())
         .await
-        .context("listing GracefulPolicies (is graceful's CRD installed? kubectl apply -f crds/)")?;
+        .context(
+            "listing GracefulPolicies (is graceful's CRD installed? kubectl apply -f crds/)",
+        )?;
     Ok(listed.items)
 }
 

@@ -50,7 +50,9 @@ pub fn policy_statuses(
                     .get(&(namespace.clone(), name.clone()))
                     .cloned()
                     .unwrap_or_default(),
-                violations: status.and_then(|s| s.violations.clone()).unwrap_or_default(),
+                violations: status
+                    .and_then(|s| s.violations.clone())
+                    .unwrap_or_default(),
                 shutdown_p95_seconds: status
                     .and_then(|s| s.shutdown.as_ref())
                     .filter(|s| s.observed > 0)
@@ -128,7 +130,10 @@ fn violations_cell(counts: &ViolationCounts) -> Cell {
         .filter(|(_, count)| *count > 0)
         .map(|(kind, count)| format!("{count} {kind}"))
         .collect();
-    Cell::toned(format!("{} ({})", counts.total, named.join(", ")), Tone::Bad)
+    Cell::toned(
+        format!("{} ({})", counts.total, named.join(", ")),
+        Tone::Bad,
+    )
 }
 
 fn recommendation_cell(found: &[Recommendation]) -> Cell {
@@ -217,12 +222,12 @@ mod tests {
         );
         assert!(lines[1].starts_with("bar "), "{text}");
         assert!(lines[1].ends_with("Unknown"), "{text}");
+        assert!(lines[2].contains("3 (2 over budget, 1 restarts)"), "{text}");
+        assert!(lines[2].contains("29.5s"), "{text}");
         assert!(
-            lines[2].contains("3 (2 over budget, 1 restarts)"),
+            lines[2].contains("shutdownBudgetSeconds 20 -> 40"),
             "{text}"
         );
-        assert!(lines[2].contains("29.5s"), "{text}");
-        assert!(lines[2].contains("shutdownBudgetSeconds 20 -> 40"), "{text}");
         assert!(!table(&sample(), false, false).contains("NAMESPACE"));
     }
 }

@@ -63,7 +63,9 @@ pub fn explain(
     };
     let resolution = resolve(subject, &candidates);
     let (policy, because) = match &resolution {
-        Resolution::Governed { policy, reason } => (Some(policy.name.clone()), reason_text(policy, reason)),
+        Resolution::Governed { policy, reason } => {
+            (Some(policy.name.clone()), reason_text(policy, reason))
+        }
         Resolution::NotGoverned(why) => (None, format!("not governed: {why}")),
     };
     let governing = policy
@@ -71,10 +73,20 @@ pub fn explain(
         .and_then(|name| policies.iter().find(|p| p.name_any() == name));
 
     let (admitted, admitted_note) = match view.annotation(APPLIED_ANNOTATION) {
-        None => (None, Some(format!("no {APPLIED_ANNOTATION} annotation: graceful did not change this pod at admission"))),
+        None => (
+            None,
+            Some(format!(
+                "no {APPLIED_ANNOTATION} annotation: graceful did not change this pod at admission"
+            )),
+        ),
         Some(text) => match serde_json::from_str::<ChangeRecord>(text) {
             Ok(record) => (Some(record), None),
-            Err(error) => (None, Some(format!("{APPLIED_ANNOTATION} is not graceful's record: {error}"))),
+            Err(error) => (
+                None,
+                Some(format!(
+                    "{APPLIED_ANNOTATION} is not graceful's record: {error}"
+                )),
+            ),
         },
     };
 
@@ -89,7 +101,11 @@ pub fn explain(
                 .collect()
         })
         .unwrap_or_default();
-    for container in pod.status.iter().flat_map(|s| s.container_statuses.iter().flatten()) {
+    for container in pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+    {
         if container.restart_count > 0 {
             let reason = container
                 .last_state
@@ -131,9 +147,14 @@ pub fn explain(
 
 fn reason_text(policy: &Candidate, reason: &Reason) -> String {
     match reason {
-        Reason::Annotation(on) => format!("the {POLICY_KEY} annotation on {on} names {}", policy.name),
+        Reason::Annotation(on) => {
+            format!("the {POLICY_KEY} annotation on {on} names {}", policy.name)
+        }
         Reason::Selector { others } if others.is_empty() => {
-            format!("the selector of GracefulPolicy {} matches its labels", policy.name)
+            format!(
+                "the selector of GracefulPolicy {} matches its labels",
+                policy.name
+            )
         }
         Reason::Selector { others } => format!(
             "the selector of GracefulPolicy {} matches its labels; {} match too, and the oldest wins",
@@ -159,7 +180,10 @@ fn violation_text(violation: &RecentViolation) -> String {
 pub fn text(why: &Why) -> String {
     let mut out = format!("Pod {}/{}\n", why.namespace, why.pod);
     match &why.policy {
-        Some(policy) => out.push_str(&format!("Governed by: GracefulPolicy {policy}\n  because {}\n", why.because)),
+        Some(policy) => out.push_str(&format!(
+            "Governed by: GracefulPolicy {policy}\n  because {}\n",
+            why.because
+        )),
         None => out.push_str(&format!("Governed by: nothing\n  {}\n", why.because)),
     }
     out.push_str("Admitted with:\n");
@@ -167,7 +191,10 @@ pub fn text(why: &Why) -> String {
         (Some(record), _) => {
             out.push_str(&format!(
                 "  policy {} ({:?}), preStop sleep {}s, budget {}s\n",
-                record.policy, record.mode, record.pre_stop_sleep_seconds, record.shutdown_budget_seconds
+                record.policy,
+                record.mode,
+                record.pre_stop_sleep_seconds,
+                record.shutdown_budget_seconds
             ));
             for change in &record.changes {
                 out.push_str(&format!("  {}\n", change_text(change)));
@@ -250,48 +277,102 @@ mod tests {
 
     #[test]
     fn names_the_policy_the_record_and_what_happened_since() {
-        let why = explain(&pod(json!({APPLIED_ANNOTATION: RECORD}), 30, 2), &[], &[web(20)], Capabilities::default()).unwrap();
+        let why = explain(
+            &pod(json!({APPLIED_ANNOTATION: RECORD}), 30, 2),
+            &[],
+            &[web(20)],
+            Capabilities::default(),
+        )
+        .unwrap();
         assert_eq!(why.policy.as_deref(), Some("web"));
-        assert_eq!(why.because, "the selector of GracefulPolicy web matches its labels");
-        assert_eq!(why.admitted.as_ref().map(|r| r.shutdown_budget_seconds), Some(20));
+        assert_eq!(
+            why.because,
+            "the selector of GracefulPolicy web matches its labels"
+        );
+        assert_eq!(
+            why.admitted.as_ref().map(|r| r.shutdown_budget_seconds),
+            Some(20)
+        );
         assert_eq!(why.since.len(), 2, "{:?}", why.since);
         assert!(why.since[0].contains("OOMKilled container app"));
-        assert_eq!(why.since[1], "container app restarted 2 times (last: OOMKilled)");
+        assert_eq!(
+            why.since[1],
+            "container app restarted 2 times (last: OOMKilled)"
+        );
         assert!(why.if_created_now.is_empty(), "{:?}", why.if_created_now);
         assert!(text(&why).contains("nothing would change"));
     }
 
     #[test]
     fn a_policy_changed_since_admission_shows_what_a_new_pod_gets() {
-        let why = explain(&pod(json!({APPLIED_ANNOTATION: RECORD}), 30, 0), &[], &[web(50)], Capabilities::default()).unwrap();
+        let why = explain(
+            &pod(json!({APPLIED_ANNOTATION: RECORD}), 30, 0),
+            &[],
+            &[web(50)],
+            Capabilities::default(),
+        )
+        .unwrap();
         let grace = why
             .if_created_now
             .iter()
             .find(|c| c.field == "spec.terminationGracePeriodSeconds")
             .expect("the grace period changes");
-        assert_eq!((grace.from.clone(), grace.to.clone()), (Some(json!(30)), json!(60)));
-        assert!(text(&why).contains("spec.terminationGracePeriodSeconds: 30 -> 60"), "{}", text(&why));
+        assert_eq!(
+            (grace.from.clone(), grace.to.clone()),
+            (Some(json!(30)), json!(60))
+        );
+        assert!(
+            text(&why).contains("spec.terminationGracePeriodSeconds: 30 -> 60"),
+            "{}",
+            text(&why)
+        );
     }
 
     #[test]
     fn an_owner_annotation_wins_and_says_so() {
         let owners = [Owner {
-            source: Source { kind: "Deployment".into(), name: "web".into() },
+            source: Source {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            },
             policy: Some("slow".into()),
         }];
         let slow = policy("slow", json!({}), json!({}));
-        let why = explain(&pod(json!({}), 30, 0), &owners, &[web(20), slow], Capabilities::default()).unwrap();
+        let why = explain(
+            &pod(json!({}), 30, 0),
+            &owners,
+            &[web(20), slow],
+            Capabilities::default(),
+        )
+        .unwrap();
         assert_eq!(why.policy.as_deref(), Some("slow"));
-        assert_eq!(why.because, "the graceful.dev/policy annotation on Deployment/web names slow");
+        assert_eq!(
+            why.because,
+            "the graceful.dev/policy annotation on Deployment/web names slow"
+        );
         assert!(why.admitted.is_none());
-        assert!(why.admitted_note.as_deref().is_some_and(|n| n.contains("did not change this pod")));
+        assert!(
+            why.admitted_note
+                .as_deref()
+                .is_some_and(|n| n.contains("did not change this pod"))
+        );
     }
 
     #[test]
     fn an_ungoverned_pod_says_why() {
-        let why = explain(&pod(json!({POLICY_KEY: "false"}), 30, 0), &[], &[web(20)], Capabilities::default()).unwrap();
+        let why = explain(
+            &pod(json!({POLICY_KEY: "false"}), 30, 0),
+            &[],
+            &[web(20)],
+            Capabilities::default(),
+        )
+        .unwrap();
         assert_eq!(why.policy, None);
-        assert!(why.because.starts_with("not governed: Pod/web-1 opts out"), "{}", why.because);
+        assert!(
+            why.because.starts_with("not governed: Pod/web-1 opts out"),
+            "{}",
+            why.because
+        );
         assert!(text(&why).contains("graceful would not change it"));
     }
 }
