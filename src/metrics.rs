@@ -295,8 +295,28 @@ impl Metrics {
         }
     }
 
-    /// The settings of a policy and graceful's recommendations for them.
-    pub fn policy_recommendations(&self, namespace: &str, policy: &str, found: &[Recommendation]) {
+    /// A policy the reconciler reports on: its series exist from now on, at zero until
+    /// something happens (so that `increase()` sees the first violation), and its
+    /// settings stand beside graceful's recommendations for them.
+    pub fn policy_reported(
+        &self,
+        namespace: &str,
+        policy: &str,
+        violation_kinds: &[&str],
+        found: &[Recommendation],
+    ) {
+        let labels = PolicyLabels {
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+        };
+        self.shutdown_seconds.get_or_create(&labels);
+        for kind in violation_kinds {
+            self.violations.get_or_create(&ViolationLabels {
+                namespace: namespace.to_owned(),
+                policy: policy.to_owned(),
+                kind: (*kind).to_owned(),
+            });
+        }
         for recommendation in found {
             let labels = SettingLabels {
                 namespace: namespace.to_owned(),
@@ -452,8 +472,20 @@ mod tests {
             current: 20,
             recommended: 36,
         };
-        metrics.policy_recommendations("shop", "web", &[budget]);
+        metrics.policy_reported("shop", "web", &["OOMKilled"], &[budget]);
         let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"graceful_violations_total{namespace="shop",policy="web",kind="OOMKilled"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"graceful_shutdown_duration_seconds_count{namespace="shop",policy="web"} 0"#
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("graceful_certificate_expiry_timestamp_seconds 1893542400\n"),
             "{text}"

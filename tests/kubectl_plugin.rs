@@ -210,7 +210,8 @@ async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {
         serde_json::json!([])
     );
 
-    // A pod created now would get the longer grace period: 5 + 40 + 5.
+    // A pod created now would get the longer grace period, 5 + 40 + 5, from the
+    // Kubernetes default it had before graceful's first admission.
     let why = json(cluster, &["why", &pod_name, "-n", &ns]);
     let changes = why["ifCreatedNow"].as_array().expect("changes");
     let grace = changes
@@ -219,7 +220,7 @@ async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {
         .unwrap_or_else(|| panic!("no grace period change in {changes:?}"));
     assert_eq!(
         (&grace["from"], &grace["to"]),
-        (&Value::from(35), &Value::from(50))
+        (&Value::from(30), &Value::from(50))
     );
 
     // kubectl's --context: an unknown one is an error that names it.

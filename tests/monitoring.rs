@@ -9,9 +9,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use serde_json::Value;
 
-use support::graceful::Graceful;
+use support::graceful::{Graceful, Launch, first_mutated, labelled_namespace};
 use support::repo;
 
 fn monitoring(file: &str) -> PathBuf {
@@ -168,7 +170,7 @@ fn series_names(expr: &str) -> Vec<String> {
     names
 }
 
-/// The sample names `/metrics` can have, from its `# TYPE` lines (a counter `x` is
+/// The sample names `/metrics` has, from its `# TYPE` lines (a counter `x` is
 /// sampled as `x_total`, a histogram as `x_bucket`, `x_sum` and `x_count`).
 fn exposed(metrics: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
@@ -190,12 +192,109 @@ fn exposed(metrics: &str) -> BTreeSet<String> {
     names
 }
 
-#[test]
-fn every_metric_the_rules_and_the_dashboard_use_exists() {
+/// What graceful's reconciler restores from a policy's status: measured shutdowns,
+/// hence a recommendation.
+const MEASURED: &str = r#"{"status": {"shutdown": {"observed": 4, "p50Seconds": 20.0,
+  "p95Seconds": 31.0, "maxSeconds": 33.0, "recommendedBudgetSeconds": 40}}}"#;
+
+/// An admission request for a bare pod.
+const REVIEW: &str = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+  "uid": "00000000-0000-0000-0000-000000000001", "operation": "CREATE", "namespace": "shop",
+  "kind": {"group": "", "version": "v1", "kind": "Pod"},
+  "resource": {"group": "", "version": "v1", "resource": "pods"}, "userInfo": {},
+  "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+             "spec": {"containers": [{"name": "app", "image": "app"}]}}}}"#;
+
+/// `/metrics` of a graceful whose apiserver never answers, after one admission: its
+/// caches never sync, so it admits the pod unchanged (fail-open).
+fn failing_open_metrics(cluster: &support::Cluster) -> String {
+    let dir = std::env::temp_dir().join(format!("graceful-unreachable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let kubeconfig = dir.join("kubeconfig");
+    let text = std::fs::read_to_string(&cluster.kubeconfig).expect("the kubeconfig");
+    let unreachable: String = text
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("server: ") {
+            Some(_) => "    server: https://127.0.0.1:9".to_owned(),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&kubeconfig, unreachable).expect("the kubeconfig is written");
+    let graceful = Graceful::launch(
+        cluster,
+        &Launch {
+            name: "unreachable",
+            cert_files: true,
+            kubeconfig: Some(&kubeconfig),
+            ..Launch::default()
+        },
+    );
+    let url = format!("https://127.0.0.1:{}/mutate", graceful.webhook_port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answered = Command::new("curl")
+            .args([
+                "-sfk",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                REVIEW,
+                &url,
+            ])
+            .output()
+            .expect("curl runs");
+        if answered.status.success() {
+            let answer = String::from_utf8_lossy(&answered.stdout);
+            assert!(answer.contains(r#""allowed":true"#), "{answer}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer:\n{}",
+            graceful.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    graceful.metrics()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_rules_and_the_dashboard_use_exists() {
     let cluster = support::cluster();
+    let client = cluster.client().await;
+    // A policy with measured shutdowns before graceful starts, and a pod it admits.
     let graceful = Graceful::start(cluster, "monitoring", &[]);
-    let metrics = graceful.metrics();
-    let exposed = exposed(&metrics);
+    let label = graceful.register_for(cluster, "monitoring");
+    let ns = labelled_namespace(cluster, &client, "monitoring", "monitoring").await;
+    cluster.apply_ok(&ns, support::POLICY);
+    cluster.kubectl_ok(&[
+        "patch",
+        "gracefulpolicy",
+        "web",
+        "-n",
+        &ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        MEASURED,
+    ]);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    first_mutated(&pods, "web").await;
+    let metrics = support::eventually(
+        "the policy's recommendation in /metrics",
+        std::time::Duration::from_secs(60),
+        || async {
+            let metrics = graceful.metrics();
+            metrics
+                .contains("graceful_policy_recommended_seconds{")
+                .then_some(metrics)
+        },
+    )
+    .await;
+    let mut exposed = exposed(&metrics);
+    exposed.extend(self::exposed(&failing_open_metrics(cluster)));
+
     let recorded: BTreeSet<String> = rules()
         .iter()
         .filter_map(|rule| rule["record"].as_str().map(str::to_owned))
@@ -234,6 +333,9 @@ fn every_metric_the_rules_and_the_dashboard_use_exists() {
         expiry > now,
         "expiry {expiry} is not in the future (now {now})"
     );
+    assert_eq!(graceful.metric("graceful_leader"), Some(1.0));
+    cluster.kubectl_ok(&["delete", "mutatingwebhookconfiguration", &label]);
+    cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
 #[test]

@@ -342,7 +342,8 @@ impl Reconciler {
             let status = report.status(&facts, policy.status.as_ref(), &now);
             let found = recommendations(&policy.spec.drain, Some(&status));
             let namespace = policy.namespace().unwrap_or_default();
-            (self.metrics).policy_recommendations(&namespace, &policy.name_any(), &found);
+            let kinds = report::Kind::ALL.map(report::Kind::as_str);
+            (self.metrics).policy_reported(&namespace, &policy.name_any(), &kinds, &found);
             if policy.status.as_ref() != Some(&status) {
                 writes.push((policy, status));
             }

@@ -26,7 +26,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::BudgetExceeded, Kind::OomKilled, Kind::Restarted];
+    pub const ALL: [Kind; 3] = [Kind::BudgetExceeded, Kind::OomKilled, Kind::Restarted];
 
     pub fn as_str(self) -> &'static str {
         match self {
