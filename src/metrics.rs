@@ -309,13 +309,13 @@ impl Metrics {
             namespace: namespace.to_owned(),
             policy: policy.to_owned(),
         };
-        self.shutdown_seconds.get_or_create(&labels);
+        drop(self.shutdown_seconds.get_or_create(&labels));
         for kind in violation_kinds {
-            self.violations.get_or_create(&ViolationLabels {
+            drop(self.violations.get_or_create(&ViolationLabels {
                 namespace: namespace.to_owned(),
                 policy: policy.to_owned(),
                 kind: (*kind).to_owned(),
-            });
+            }));
         }
         for recommendation in found {
             let labels = SettingLabels {

@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchPara
 use serde_json::{Value, json};
 
 use support::graceful::http_get_at;
-use support::{Cluster, TEST_IMAGE, eventually, repo};
+use support::{TEST_IMAGE, eventually, repo};
 
 /// Seconds since boot, as every container on this node also reads it.
 fn uptime() -> f64 {
