@@ -120,17 +120,7 @@ async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {
     // The status below stands for the reconciler's: graceful stops writing its own.
     graceful.kill();
     cluster.kubectl_ok(&["delete", "mutatingwebhookconfiguration", &label]);
-    cluster.kubectl_ok(&[
-        "patch",
-        "gracefulpolicy",
-        "web",
-        "-n",
-        &ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        STATUS,
-    ]);
+    cluster.patch_policy_status(&ns, "web", STATUS);
 
     // status: a kubectl table (no colour: not a terminal), and the same as data.
     let table = ok(cluster, &["status", "-n", &ns]);

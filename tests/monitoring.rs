@@ -268,17 +268,7 @@ async fn every_metric_the_rules_and_the_dashboard_use_exists() {
     let label = graceful.register_for(cluster, "monitoring");
     let ns = labelled_namespace(cluster, &client, "monitoring", "monitoring").await;
     cluster.apply_ok(&ns, support::POLICY);
-    cluster.kubectl_ok(&[
-        "patch",
-        "gracefulpolicy",
-        "web",
-        "-n",
-        &ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        MEASURED,
-    ]);
+    cluster.patch_policy_status(&ns, "web", MEASURED);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     first_mutated(&pods, "web").await;
     let metrics = support::eventually(

@@ -146,6 +146,22 @@ impl Cluster {
         );
     }
 
+    /// Merges `status` (JSON `{"status": ...}`) into GracefulPolicy `policy`'s status
+    /// subresource, as graceful's reconciler would write it.
+    pub fn patch_policy_status(&self, namespace: &str, policy: &str, status: &str) {
+        self.kubectl_ok(&[
+            "patch",
+            "gracefulpolicy",
+            policy,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ]);
+    }
+
     /// Runs the cluster's kubectl from the repository root.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_with_input(args, None)
