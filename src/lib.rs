@@ -6,6 +6,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod govern;
+pub mod install;
+pub mod kinds;
 pub mod lease;
 pub mod manifest;
 pub mod metrics;

@@ -1,23 +1,24 @@
-//! Reading Kubernetes manifests offline: the documents of a YAML or JSON file, the pod
-//! template inside each workload, and the GracefulPolicies among them. Pure: text in,
-//! values out; errors name the document and the field.
+//! Reading Kubernetes manifests offline: the documents of a YAML or JSON file as kubectl
+//! reads them ([`yaml`]), the pod template inside each workload, and the GracefulPolicies
+//! among them. Pure: text in, values out; errors name the document and the field.
 
 use json_patch::jsonptr::PointerBuf;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{GracefulPolicy, POLICY_KEY};
+use crate::api::{GracefulPolicy, POLICY_KEY, validate};
+use crate::kinds::Templated;
 use crate::mutate::PodView;
 use crate::resolve::{Owner, Source};
 
+pub mod yaml;
+
+use yaml::Document;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("document {document}: not valid YAML or JSON: {source}")]
-    Syntax {
-        document: usize,
-        source: serde_yaml_ng::Error,
-    },
+    #[error("line {line}: not valid YAML or JSON: {message}")]
+    Syntax { line: usize, message: String },
     #[error("document {document} ({object}): {field}: {message}")]
     Field {
         document: usize,
@@ -27,31 +28,70 @@ pub enum ManifestError {
     },
 }
 
-/// The documents of a file, numbered from 1; `kind: List` is expanded into its items
-/// (which keep the number of their list) and empty documents are skipped.
-pub fn documents(text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
-    let mut out = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let number = index + 1;
-        let value = Value::deserialize(document).map_err(|source| ManifestError::Syntax {
-            document: number,
-            source,
+/// A file's documents, as kubectl reads them.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// Read (and so written) as JSON.
+    pub json: bool,
+    pub documents: Vec<Document>,
+}
+
+pub fn read(text: &str) -> Result<Stream, ManifestError> {
+    if yaml::is_json(text) {
+        let documents = yaml::json_documents(text).map_err(|error| ManifestError::Syntax {
+            line: error.line(),
+            message: error.to_string(),
         })?;
-        match value {
-            Value::Null => {}
-            Value::Object(ref map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
-                let items = map.get("items").and_then(Value::as_array);
-                out.extend(
-                    items
-                        .into_iter()
-                        .flatten()
-                        .map(|item| (number, item.clone())),
-                );
-            }
-            other => out.push((number, other)),
+        return Ok(Stream {
+            json: true,
+            documents,
+        });
+    }
+    let documents = yaml::documents(text).map_err(|error| ManifestError::Syntax {
+        line: error.line,
+        message: error.message,
+    })?;
+    Ok(Stream {
+        json: false,
+        documents,
+    })
+}
+
+/// An object of a stream: a whole document, or an item of a `kind: List` document.
+#[derive(Debug, Clone)]
+pub struct Object<'a> {
+    /// The document's number, from 1.
+    pub document: usize,
+    /// Where the object sits in its document: `/items/2` for a List's third item.
+    pub at: PointerBuf,
+    pub value: &'a Value,
+}
+
+/// The objects of a stream, in order; documents without a node have none.
+pub fn objects(stream: &Stream) -> Vec<Object<'_>> {
+    let mut out = Vec::new();
+    for (index, document) in stream.documents.iter().enumerate() {
+        let Some(value) = &document.value else {
+            continue;
+        };
+        let number = index + 1;
+        let items = (value.get("kind").and_then(Value::as_str) == Some("List"))
+            .then(|| value.get("items").and_then(Value::as_array))
+            .flatten();
+        match items {
+            Some(items) => out.extend(items.iter().enumerate().map(|(item, value)| Object {
+                document: number,
+                at: PointerBuf::from_tokens(["items".to_owned(), item.to_string()]),
+                value,
+            })),
+            None => out.push(Object {
+                document: number,
+                at: PointerBuf::root(),
+                value,
+            }),
         }
     }
-    Ok(out)
+    out
 }
 
 /// A workload and the pod template it creates pods from.
@@ -67,29 +107,17 @@ pub struct Workload {
     pub owners: Vec<Owner>,
 }
 
-/// Where the pod template sits in each kind that creates pods; the empty path for a Pod.
-fn template_root(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "Pod" => &[],
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job" => &["spec", "template"],
-        "PodTemplate" => &["template"],
-        "CronJob" => &["spec", "jobTemplate", "spec", "template"],
-        _ => return None,
-    })
-}
-
 /// The namespace the apiserver would put an object without one in.
 const DEFAULT_NAMESPACE: &str = "default";
 
 /// The workload in a document, or `None` for a document of a kind that has no pods.
 pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, ManifestError> {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-    let Some(root_tokens) = template_root(kind) else {
+    let Some(templated) = Templated::of(api_version, kind) else {
         return Ok(None);
     };
     let source = Source {
@@ -98,25 +126,26 @@ pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, Mani
             .unwrap_or("<unnamed>")
             .to_owned(),
     };
+    let root_tokens = templated.template();
     let root = PointerBuf::from_tokens(root_tokens.iter().copied());
     let at = root_tokens
         .iter()
         .try_fold(value, |v, token| v.get(token))
         .ok_or_else(|| field_error(document, &source, &root_tokens.join("."), "missing"))?;
-    let pod: PodView = typed(document, &source, root_tokens, at)?;
+    let pod = typed::<PodView>(document, &source, root_tokens, at)?.with_apiserver_defaults();
 
     let mut owners = Vec::new();
-    if kind == "CronJob" {
-        // The Job a CronJob creates carries the job template's annotations.
-        owners.push(Owner {
-            source: Source {
-                kind: "Job".to_owned(),
-                name: format!("{}-<scheduled>", source.name),
-            },
-            policy: annotation(value, &["spec", "jobTemplate", "metadata"]),
-        });
-    }
-    if kind != "Pod" {
+    if let Templated::Owner(owner) = templated {
+        if let Some((through, metadata)) = owner.through() {
+            // The object in between does not exist yet; its name is made by its controller.
+            owners.push(Owner {
+                source: Source {
+                    kind: through.name().to_owned(),
+                    name: format!("{}-<generated>", source.name),
+                },
+                policy: annotation(value, metadata),
+            });
+        }
         owners.push(Owner {
             source: source.clone(),
             policy: annotation(value, &["metadata"]),
@@ -143,6 +172,9 @@ pub fn policy(document: usize, value: &Value) -> Result<Option<GracefulPolicy>, 
             .unwrap_or("<unnamed>")
             .to_owned(),
     };
+    // As the apiserver would: the schema and its rules first, then the typed read.
+    validate(value)
+        .map_err(|invalid| field_error(document, &source, &invalid.field, &invalid.message))?;
     let mut policy: GracefulPolicy = typed(document, &source, &[], value)?;
     policy
         .metadata
@@ -203,29 +235,45 @@ mod tests {
     #[test]
     fn reads_several_documents_and_expands_lists() {
         let text = "kind: Pod\n---\n---\nkind: List\nitems: [{kind: Service}, {kind: Pod}]\n";
-        let kinds: Vec<(usize, String)> = documents(text)
-            .unwrap()
+        let stream = read(text).unwrap();
+        let kinds: Vec<(usize, String, String)> = objects(&stream)
             .into_iter()
-            .map(|(n, v)| (n, v["kind"].as_str().unwrap().to_owned()))
+            .map(|o| {
+                let kind = o.value["kind"].as_str().unwrap().to_owned();
+                (o.document, o.at.to_string(), kind)
+            })
             .collect();
         assert_eq!(
             kinds,
-            [(1, "Pod".into()), (3, "Service".into()), (3, "Pod".into())]
+            [
+                (1, String::new(), "Pod".into()),
+                (3, "/items/0".into(), "Service".into()),
+                (3, "/items/1".into(), "Pod".into())
+            ]
         );
     }
 
     #[test]
-    fn a_syntax_error_names_the_document() {
-        let error = documents("kind: Pod\n---\nkind: [unclosed\n").unwrap_err();
+    fn json_is_read_as_json() {
+        let stream = read("{\"kind\": \"Pod\", \"v\": \"yes\"}").unwrap();
+        assert!(stream.json);
+        assert_eq!(objects(&stream)[0].value["v"], "yes");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line() {
+        let error = read("kind: Pod\n---\nkind: [unclosed\n").unwrap_err();
         assert!(
-            error.to_string().starts_with("document 2: not valid YAML"),
+            error.to_string().contains(": not valid YAML or JSON: "),
             "{error}"
         );
+        assert!(matches!(error, ManifestError::Syntax { line: 3.., .. }));
     }
 
     #[test]
     fn a_bad_field_is_named_with_its_path() {
         let deployment = json!({
+            "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": "web"},
             "spec": {"template": {"spec": {"containers": [{"name": 7}]}}}
@@ -241,7 +289,11 @@ mod tests {
 
     #[test]
     fn a_missing_template_is_an_error() {
-        let error = workload(1, &json!({"kind": "Deployment", "spec": {}})).unwrap_err();
+        let error = workload(
+            1,
+            &json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {}}),
+        )
+        .unwrap_err();
         assert_eq!(
             error.to_string(),
             "document 1 (Deployment/<unnamed>): spec.template: missing"
@@ -251,6 +303,7 @@ mod tests {
     #[test]
     fn a_cronjob_has_its_job_and_itself_as_owners() {
         let cronjob = json!({
+            "apiVersion": "batch/v1",
             "kind": "CronJob",
             "metadata": {"name": "nightly", "namespace": "ops",
                          "annotations": {"graceful.dev/policy": "batch"}},

@@ -135,6 +135,12 @@ impl Candidate {
     }
 }
 
+/// Whether the pod's owners can change its resolution: not when the pod has an annotation
+/// of its own, which is the nearest (rule 1). Lets the webhook skip reading owners.
+pub fn owners_matter(own_annotation: Option<&str>) -> bool {
+    own_annotation.is_none()
+}
+
 pub fn resolve<'a>(subject: Subject<'_>, policies: &'a [Candidate]) -> Resolution<'a> {
     let own = subject.annotation.map(|value| (subject.source, value));
     let owned = subject

@@ -2,6 +2,8 @@
 //! kubectl, its schema and CEL rules reject bad policies with messages a user
 //! understands, the status subresource works, and the cluster runs Deployments.
 
+#[path = "fixtures/invalid_policies.rs"]
+mod invalid_policies;
 mod support;
 
 use std::time::Duration;
@@ -12,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
+
+use invalid_policies::{INVALID, LONG_NAME_MESSAGE, policy_yaml};
 
 const POLICY: &str = r#"
 apiVersion: graceful.dev/v1alpha1
@@ -85,60 +89,13 @@ async fn the_apiserver_fills_in_the_defaults() {
     );
 }
 
-/// Each invalid policy and the words the apiserver must answer with.
-const INVALID: &[(&str, &str, &str)] = &[
-    (
-        "negative seconds",
-        "spec: {drain: {preStopSleepSeconds: -1}}",
-        "spec.drain.preStopSleepSeconds: Invalid value: -1: spec.drain.preStopSleepSeconds in body should be greater than or equal to 0",
-    ),
-    (
-        "a sleep the grace period cannot hold",
-        "spec: {drain: {preStopSleepSeconds: 10, shutdownBudgetSeconds: 0, safetyMarginSeconds: 0}}",
-        "shutdownBudgetSeconds + safetyMarginSeconds must be at least 1: the preStop sleep must end before the grace period does",
-    ),
-    (
-        "an unknown mode",
-        "spec: {mode: Sometimes}",
-        "spec.mode: Unsupported value: \"Sometimes\": supported values: \"Enforce\", \"Audit\"",
-    ),
-    (
-        "an unknown preStop action",
-        "spec: {drain: {preStop: Signal}}",
-        "spec.drain.preStop: Unsupported value: \"Signal\"",
-    ),
-    (
-        "a too fast readiness period",
-        "spec: {readiness: {periodSeconds: 0}}",
-        "spec.readiness.periodSeconds: Invalid value: 0",
-    ),
-    (
-        "a selector with an unknown operator",
-        "spec: {selector: {matchExpressions: [{key: app, operator: Near, values: [web]}]}}",
-        "selector operators must be In or NotIn with values, or Exists or DoesNotExist without",
-    ),
-    (
-        "a selector operator In without values",
-        "spec: {selector: {matchExpressions: [{key: app, operator: In}]}}",
-        "selector operators must be In or NotIn with values, or Exists or DoesNotExist without",
-    ),
-    (
-        "the same container twice",
-        "spec: {containers: [app, app]}",
-        "spec.containers[1]: Duplicate value: \"app\"",
-    ),
-];
-
 #[tokio::test]
 async fn invalid_policies_are_rejected_by_the_apiserver_with_a_clear_message() {
     let cluster = support::cluster();
     let client = cluster.client().await;
     let ns = support::namespace(&client, "invalid").await;
     for (case, spec, message) in INVALID {
-        let yaml = format!(
-            "apiVersion: graceful.dev/v1alpha1\nkind: GracefulPolicy\nmetadata: {{name: bad}}\n{spec}\n"
-        );
-        let output = cluster.apply(&ns, &yaml);
+        let output = cluster.apply(&ns, &policy_yaml("bad", spec));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{case}: accepted");
         assert!(
@@ -147,15 +104,9 @@ async fn invalid_policies_are_rejected_by_the_apiserver_with_a_clear_message() {
         );
     }
 
-    let long_name = "n".repeat(64);
-    let yaml = format!(
-        "apiVersion: graceful.dev/v1alpha1\nkind: GracefulPolicy\nmetadata: {{name: {long_name}}}\nspec: {{}}\n"
-    );
+    let yaml = policy_yaml(&"n".repeat(64), "spec: {}");
     let stderr = String::from_utf8_lossy(&cluster.apply(&ns, &yaml).stderr).into_owned();
-    assert!(
-        stderr.contains("a GracefulPolicy name must be at most 63 characters"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(LONG_NAME_MESSAGE), "{stderr}");
 
     let listed = Api::<GracefulPolicy>::namespaced(client, &ns)
         .list(&ListParams::default())

@@ -108,8 +108,16 @@ async fn two_replicas_share_a_chain_both_admit_one_writes_status_and_the_other_t
     })
     .await;
     let took = killed.elapsed();
-    let bound = LeaseConfig::DEFAULT_DURATION + LeaseConfig::DEFAULT_RENEW_EVERY;
-    assert!(took <= bound, "took over after {took:?}");
+    // The leader last renewed at most one renew interval before it died, so the lease
+    // expires between `duration - renew` and `duration` after the kill: the follower must
+    // not take it earlier (two writers), and takes it at its next attempt after expiry.
+    // One more interval of slack covers a loaded machine's scheduling, not the protocol.
+    let (duration, renew) = (
+        LeaseConfig::DEFAULT_DURATION,
+        LeaseConfig::DEFAULT_RENEW_EVERY,
+    );
+    assert!(took >= duration - renew, "took over early, after {took:?}");
+    assert!(took <= duration + 2 * renew, "took over after {took:?}");
     cluster.apply_ok(
         &namespace,
         &support::POLICY.replace("name: web", "name: web2"),

@@ -191,6 +191,8 @@ async fn the_service_account_may_do_what_the_code_needs_and_nothing_more() {
         "list daemonsets.apps -A",
         "get jobs.batch -n shop",
         "watch cronjobs.batch -A",
+        "list replicationcontrollers -A",
+        "get replicationcontrollers -n shop",
         // Events on pods and policies.
         "create events.events.k8s.io -n shop",
         "patch events.events.k8s.io -n shop",

@@ -2,8 +2,16 @@
 //! beside them in tests/golden/<case>/. `UPDATE_GOLDEN=1 cargo test --test
 //! mutate_command` rewrites the expectations; review the diff before committing.
 
+#[path = "fixtures/invalid_policies.rs"]
+mod invalid_policies;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use graceful::manifest;
+use serde_json::Value;
+
+use invalid_policies::{INVALID, LONG_NAME_MESSAGE, policy_yaml};
 
 fn graceful(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_graceful"))
@@ -33,6 +41,24 @@ fn check(dir: &Path, name: &str, actual: &str) {
     );
 }
 
+/// The objects of a stream as kubectl reads them, one per document (`Null` for none).
+fn values(text: &str) -> Vec<Value> {
+    let stream = manifest::read(text).expect("kubectl can read it");
+    stream
+        .documents
+        .into_iter()
+        .map(|d| d.value.unwrap_or(Value::Null))
+        .collect()
+}
+
+fn input_name(dir: &Path) -> &'static str {
+    if dir.join("input.json").exists() {
+        "input.json"
+    } else {
+        "input.yaml"
+    }
+}
+
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
@@ -48,11 +74,7 @@ fn cases() -> Vec<PathBuf> {
 #[test]
 fn golden_manifests_and_patches() {
     for dir in cases() {
-        let input = if dir.join("input.json").exists() {
-            "input.json"
-        } else {
-            "input.yaml"
-        };
+        let input = input_name(&dir);
         let mut args = vec!["mutate", "-f", input];
         if dir.join("policy.yaml").exists() {
             args.extend(["--policy", "policy.yaml"]);
@@ -83,10 +105,7 @@ fn the_annotated_deployment_gets_the_recipe() {
         &dir,
         &["mutate", "-f", "input.yaml", "--policy", "policy.yaml"],
     );
-    let documents: Vec<serde_json::Value> =
-        serde_yaml_ng::Deserializer::from_str(&text(&output.stdout))
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect();
+    let documents = values(&text(&output.stdout));
     let template = &documents[0]["spec"]["template"];
     assert_eq!(template["metadata"]["labels"]["graceful.dev/policy"], "web");
     assert_eq!(template["spec"]["terminationGracePeriodSeconds"], 35);
@@ -131,7 +150,7 @@ fn tempdir() -> PathBuf {
 
 #[test]
 fn errors_name_the_file_the_document_and_the_field() {
-    let bad_field = "kind: Service\n---\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers: [{name: app, lifecycle: {preStop: {}}}, {image: x}]\n";
+    let bad_field = "kind: Service\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers: [{name: app, lifecycle: {preStop: {}}}, {image: x}]\n";
     assert_eq!(
         failure(bad_field, &[]),
         "graceful: error: input.yaml: document 2 (Deployment/web): spec.template.spec.containers[1]: missing field `name`\n"
@@ -139,7 +158,7 @@ fn errors_name_the_file_the_document_and_the_field() {
 
     let stderr = failure("kind: Pod\nspec: [unclosed\n", &[]);
     assert!(
-        stderr.starts_with("graceful: error: input.yaml: document 1: not valid YAML or JSON:"),
+        stderr.starts_with("graceful: error: input.yaml: line 3: not valid YAML or JSON:"),
         "{stderr}"
     );
 
@@ -147,7 +166,7 @@ fn errors_name_the_file_the_document_and_the_field() {
     let stderr = failure(bad_policy, &[]);
     assert!(
         stderr.starts_with(
-            "graceful: error: input.yaml: document 1 (GracefulPolicy/p): spec.mode: unknown variant `Sometimes`"
+            "graceful: error: input.yaml: document 1 (GracefulPolicy/p): spec.mode: Unsupported value: \"Sometimes\""
         ),
         "{stderr}"
     );
@@ -155,6 +174,193 @@ fn errors_name_the_file_the_document_and_the_field() {
     let stderr = failure("kind: Pod\n", &["--policy", "absent.yaml"]);
     assert!(
         stderr.starts_with("graceful: error: reading absent.yaml:"),
+        "{stderr}"
+    );
+}
+
+/// Each golden output read back as kubectl reads it: a document with patches holds
+/// exactly the input's values with the patches applied, every other document is the
+/// input's bytes, and JSON stays JSON.
+#[test]
+fn golden_outputs_read_back_as_kubectl_reads_them() {
+    for dir in cases() {
+        let input = std::fs::read_to_string(dir.join(input_name(&dir))).unwrap();
+        let output = std::fs::read_to_string(dir.join("manifest.yaml")).unwrap();
+        let patches: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("patch.json")).unwrap())
+                .unwrap();
+        let read_in = manifest::read(&input).unwrap();
+        let read_out = manifest::read(&output).unwrap();
+        assert_eq!(
+            read_in.json,
+            read_out.json,
+            "{}: JSON stays JSON",
+            dir.display()
+        );
+        assert_eq!(
+            read_in.documents.len(),
+            read_out.documents.len(),
+            "{}",
+            dir.display()
+        );
+        for (index, (before, after)) in read_in
+            .documents
+            .iter()
+            .zip(&read_out.documents)
+            .enumerate()
+        {
+            let number = index as u64 + 1;
+            let ours: Vec<&Value> = patches
+                .iter()
+                .filter(|p| p["document"] == number)
+                .map(|p| &p["patch"])
+                .collect();
+            let case = format!("{} document {number}", dir.display());
+            if ours.is_empty() {
+                assert_eq!(
+                    &input[before.span.clone()],
+                    &output[after.span.clone()],
+                    "{case}: passed through byte for byte"
+                );
+                continue;
+            }
+            let mut expected = before.value.clone().unwrap();
+            for patch in ours {
+                let patch: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
+                json_patch::patch(&mut expected, &patch).unwrap();
+            }
+            assert_eq!(after.value.as_ref(), Some(&expected), "{case}");
+        }
+    }
+}
+
+/// The YAML 1.1 case keeps what kubectl read: octal modes, quoted yes/no/on, anchors.
+#[test]
+fn yaml_1_1_values_survive_the_mutation() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/yaml11");
+    let output = graceful(
+        &dir,
+        &["mutate", "-f", "input.yaml", "--policy", "policy.yaml"],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let documents = values(&text(&output.stdout));
+    let deployment = &documents[2];
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(deployment["spec"]["revisionHistoryLimit"], 8);
+    let template = &deployment["spec"]["template"];
+    assert_eq!(template["spec"]["volumes"][0]["secret"]["defaultMode"], 256);
+    assert_eq!(
+        template["spec"]["volumes"][1]["configMap"]["defaultMode"],
+        420
+    );
+    assert_eq!(
+        template["metadata"]["annotations"]["sidecar.example/inject"],
+        "yes"
+    );
+    assert_eq!(template["metadata"]["annotations"]["tilde"], "~");
+    let containers = template["spec"]["containers"].as_array().unwrap();
+    assert_eq!(containers[0]["env"][0]["value"], "on");
+    assert_eq!(
+        containers[0]["args"][2], "off",
+        "a quoted off stays a string"
+    );
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 8080);
+    assert_eq!(containers[1]["name"], "proxy");
+    assert_eq!(containers[1]["image"], "registry.example/proxy:2");
+    assert_eq!(
+        containers[1]["env"], containers[0]["env"],
+        "merged from the anchor"
+    );
+    for container in containers {
+        assert_eq!(container["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
+    }
+    assert_eq!(template["metadata"]["labels"]["graceful.dev/policy"], "web");
+    assert_eq!(template["metadata"]["labels"]["app"], "web");
+    assert_eq!(documents[0]["data"]["flag"], "yes");
+    assert_eq!(
+        documents[1]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-tls-verify-client"],
+        "on"
+    );
+}
+
+/// The paths of a List item's patch start at the List document's root.
+#[test]
+fn list_items_are_patched_from_the_list_root() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/list-json");
+    let output = graceful(
+        &dir,
+        &[
+            "mutate",
+            "-f",
+            "input.json",
+            "--policy",
+            "policy.yaml",
+            "-o",
+            "patch",
+        ],
+    );
+    let patches: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0]["document"], 1);
+    for operation in patches[0]["patch"].as_array().unwrap() {
+        let path = operation["path"].as_str().unwrap();
+        assert!(path.starts_with("/items/1/spec/template/"), "{path}");
+    }
+}
+
+/// Every policy the apiserver rejects (tests/cluster_api.rs) is rejected offline too,
+/// with the same words, on one line that names the file and the policy.
+#[test]
+fn invalid_policies_are_rejected_as_the_apiserver_rejects_them() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.join("input.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: app}]}\n",
+    )
+    .unwrap();
+    let mut cases: Vec<(String, String)> = INVALID
+        .iter()
+        .map(|(_, spec, message)| (policy_yaml("bad", spec), (*message).to_owned()))
+        .collect();
+    let long = "n".repeat(64);
+    cases.push((policy_yaml(&long, "spec: {}"), LONG_NAME_MESSAGE.to_owned()));
+    for (yaml, message) in cases {
+        std::fs::write(dir.join("policy.yaml"), &yaml).unwrap();
+        let output = graceful(
+            &dir,
+            &["mutate", "-f", "input.yaml", "--policy", "policy.yaml"],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{yaml}: accepted");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("graceful: error: policy.yaml: document 1 (GracefulPolicy/"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&message),
+            "expected {message:?} in {stderr}"
+        );
+    }
+}
+
+/// The preview says when the default install would never send a pod to the webhook.
+#[test]
+fn pods_the_installed_webhook_skips_are_named() {
+    let dir = tempdir();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: dns, namespace: kube-system, annotations: {graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: mirror, namespace: shop, annotations: {kubernetes.io/config.mirror: abc, graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n";
+    std::fs::write(dir.join("skipped.yaml"), pod).unwrap();
+    let output = graceful(&dir, &["mutate", "-f", "skipped.yaml"]);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "graceful: Pod/dns: the installed webhook never sees pods in namespace kube-system"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("graceful: Pod/mirror: the installed webhook skips this pod (matchCondition not-a-mirror-pod"),
         "{stderr}"
     );
 }

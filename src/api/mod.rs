@@ -3,6 +3,7 @@
 
 mod policy;
 mod status;
+mod validate;
 
 pub use policy::{
     Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction, Readiness,
@@ -10,6 +11,7 @@ pub use policy::{
 pub use status::{
     GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts,
 };
+pub use validate::{Invalid, validate};
 
 /// Annotation on a pod, its template or an owning workload that names the governing
 /// policy (or opts out with [`OPT_OUT`]); also the label graceful puts on governed pods,

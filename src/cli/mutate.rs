@@ -7,19 +7,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use kube::ResourceExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::api::{GracefulPolicy, POLICY_KEY};
-use crate::manifest::{self, Workload};
-use crate::mutate::{Capabilities, Governing, Mutation, mutate};
-use crate::resolve::{Candidate, Resolution, Subject, resolve};
+use crate::api::GracefulPolicy;
+use crate::govern::{self, Verdict, govern};
+use crate::install;
+use crate::manifest::{self, Stream, yaml};
+use crate::mutate::Capabilities;
+use crate::resolve::Candidate;
 use crate::webhook::policies::PolicyIndex;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The manifest: YAML or JSON, several documents, `-` for standard input. Pods,
-    /// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs are
-    /// mutated; GracefulPolicies in it are used; everything else passes through.
+    /// The manifest: YAML or JSON, several documents, `-` for standard input, read as
+    /// kubectl reads it. Pods, PodTemplates and the kinds that create pods (Deployments,
+    /// StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers, Jobs, CronJobs)
+    /// are mutated; GracefulPolicies in it are used; everything else passes through.
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     file: PathBuf,
 
@@ -27,7 +30,9 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     policy: Vec<PathBuf>,
 
-    /// Print the patched manifest, or the JSON Patch for each governed document.
+    /// Print the patched manifest, or the JSON Patch for each governed object. Documents
+    /// graceful does not change are printed byte for byte. The paths of a patch start at
+    /// the root of its document: `/items/N/...` for an item of a `kind: List`.
     #[arg(short, long, value_enum, default_value_t = Output::Manifest)]
     output: Output,
 
@@ -54,17 +59,19 @@ fn parse_version(text: &str) -> Result<(u32, u32), String> {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let (major, minor) = args.kubernetes_version;
     let caps = Capabilities::for_server_version(major, minor);
-    let mut documents = read_documents(&args.file)?;
+    let text = read_text(&args.file)?;
+    let mut stream = manifest::read(&text).with_context(|| args.file.display().to_string())?;
 
     let mut policies = Vec::new();
     for file in &args.policy {
-        let found = policies_in(file, &read_documents(file)?)?;
+        let policy_text = read_text(file)?;
+        let found = policies_in(file, &policy_text)?;
         if found.is_empty() {
             bail!("{}: no GracefulPolicy in this file", file.display());
         }
         policies.extend(found);
     }
-    policies.extend(policies_in(&args.file, &documents)?);
+    policies.extend(policies_in(&args.file, &text)?);
     // Offline, a policy that cannot be used is an error in the user's files.
     for policy in &policies {
         Candidate::from_policy(policy)
@@ -72,100 +79,127 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let index = PolicyIndex::build(&policies);
 
+    let mut changed = vec![false; stream.documents.len()];
+    let mut changes = Vec::new();
     let mut patches = Vec::new();
-    for (number, document) in &mut documents {
-        let found = manifest::workload(*number, document)
+    for object in manifest::objects(&stream) {
+        let found = manifest::workload(object.document, object.value)
             .with_context(|| args.file.display().to_string())?;
         let Some(workload) = found else { continue };
-        let Some((policy, mutation)) = govern(&index, &workload, caps) else {
-            continue;
-        };
-        for warning in &mutation.warnings {
-            eprintln!("graceful: {}: {warning}", workload.source);
+        let say = |line: &dyn std::fmt::Display| eprintln!("graceful: {}: {line}", workload.source);
+        if let Some(skip) = install::skipped(&workload.namespace, &workload.pod) {
+            say(&skip);
         }
-        json_patch::patch(document, &mutation.patch.0).with_context(|| {
+        let root = object.at.concat(&workload.root);
+        let pod = govern::Pod {
+            view: &workload.pod,
+            root: &root,
+            source: &workload.source,
+            owners: &workload.owners,
+        };
+        let empty = Default::default();
+        let policies = index.get(&workload.namespace);
+        let (policy, mutation, warnings) =
+            match govern(pod, policies.as_deref().unwrap_or(&empty), caps) {
+                Verdict::Governed {
+                    policy,
+                    mutation,
+                    warnings,
+                    ..
+                } => (policy, mutation, warnings),
+                Verdict::NotGoverned { why, warnings } => {
+                    warnings.iter().for_each(|w| say(w));
+                    say(&format!("not governed: {why}"));
+                    continue;
+                }
+                Verdict::Unusable(why) => {
+                    say(&format!("not governed: {why}"));
+                    continue;
+                }
+            };
+        warnings
+            .iter()
+            .chain(&mutation.warnings)
+            .for_each(|w| say(w));
+        if mutation.patch.0.is_empty() {
+            continue;
+        }
+        patches.push(json!({
+            "document": object.document,
+            "kind": workload.source.kind,
+            "name": workload.source.name,
+            "policy": policy,
+            "patch": mutation.patch,
+        }));
+        changes.push((object.document, mutation.patch));
+    }
+    for (document, patch) in changes {
+        let value = stream.documents[document - 1]
+            .value
+            .as_mut()
+            .context("a patched document has a value")?;
+        json_patch::patch(value, &patch.0).with_context(|| {
             format!(
-                "{}: the patch for {} does not apply; this is a bug in graceful",
-                args.file.display(),
-                workload.source
+                "{}: a patch for document {document} does not apply; this is a bug in graceful",
+                args.file.display()
             )
         })?;
-        if !mutation.patch.0.is_empty() {
-            patches.push(json!({
-                "document": number,
-                "kind": workload.source.kind,
-                "name": workload.source.name,
-                "policy": policy,
-                "patch": mutation.patch,
-            }));
-        }
+        changed[document - 1] = true;
     }
 
     match args.output {
-        Output::Manifest => {
-            for (_, document) in &documents {
-                print!("---\n{}", serde_yaml_ng::to_string(document)?);
-            }
-        }
+        Output::Manifest => print!("{}", write_stream(&text, &stream, &changed)?),
         Output::Patch => println!("{}", serde_json::to_string_pretty(&patches)?),
     }
     Ok(())
 }
 
-fn read_documents(file: &Path) -> anyhow::Result<Vec<(usize, Value)>> {
-    let text = if file == Path::new("-") {
+/// The stream as read, with each changed document written anew: YAML so that kubectl
+/// reads every value as before, JSON as JSON.
+fn write_stream(text: &str, stream: &Stream, changed: &[bool]) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(text.len());
+    for (index, document) in stream.documents.iter().enumerate() {
+        let original = &text[document.span.clone()];
+        match (&document.value, changed[index]) {
+            (Some(value), true) if stream.json => {
+                // The white space around the value stays, as it separates documents.
+                let lead = original.len() - original.trim_start().len();
+                out.push_str(&original[..lead]);
+                out.push_str(&serde_json::to_string_pretty(value)?);
+                out.push_str(&original[original.trim_end().len()..]);
+            }
+            (Some(value), true) => {
+                if index > 0 || original.starts_with("---") {
+                    out.push_str("---\n");
+                }
+                out.push_str(&yaml::to_yaml(value));
+            }
+            _ => out.push_str(original),
+        }
+    }
+    Ok(out)
+}
+
+fn read_text(file: &Path) -> anyhow::Result<String> {
+    if file == Path::new("-") {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("reading standard input")?;
-        text
+        Ok(text)
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
-    manifest::documents(&text).with_context(|| file.display().to_string())
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    }
 }
 
-fn policies_in(file: &Path, documents: &[(usize, Value)]) -> anyhow::Result<Vec<GracefulPolicy>> {
+/// The GracefulPolicies of a file, each checked as the apiserver checks it.
+fn policies_in(file: &Path, text: &str) -> anyhow::Result<Vec<GracefulPolicy>> {
+    let stream = manifest::read(text).with_context(|| file.display().to_string())?;
     let mut policies = Vec::new();
-    for (number, document) in documents {
-        let found =
-            manifest::policy(*number, document).with_context(|| file.display().to_string())?;
+    for object in manifest::objects(&stream) {
+        let found = manifest::policy(object.document, object.value)
+            .with_context(|| file.display().to_string())?;
         policies.extend(found);
     }
     Ok(policies)
-}
-
-/// The governing policy's name and the mutation, or `None` (with a word on standard
-/// error) for a workload no policy governs.
-fn govern(
-    index: &PolicyIndex,
-    workload: &Workload,
-    caps: Capabilities,
-) -> Option<(String, Mutation)> {
-    let policies = index.get(&workload.namespace).unwrap_or_default();
-    let subject = Subject {
-        source: &workload.source,
-        labels: workload.pod.labels(),
-        annotation: workload.pod.annotation(POLICY_KEY),
-        owners: &workload.owners,
-    };
-    let resolution = resolve(subject, &policies.candidates);
-    if let Some(conflict) = resolution.conflict() {
-        eprintln!("graceful: {}: {conflict}", workload.source);
-    }
-    let policy = match resolution {
-        Resolution::Governed { policy, .. } => policy,
-        Resolution::NotGoverned(why) => {
-            eprintln!("graceful: {}: not governed: {why}", workload.source);
-            return None;
-        }
-    };
-    let governing = Governing {
-        name: &policy.name,
-        spec: policies.spec(&policy.name)?,
-    };
-    Some((
-        policy.name.clone(),
-        mutate(&workload.pod, &workload.root, governing, caps),
-    ))
 }

@@ -94,7 +94,33 @@ where
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// The apiserver's defaults for a probe's timings (`SetDefaults_Probe`).
+const PROBE_DEFAULTS: ProbeTimings = ProbeTimings {
+    period_seconds: Some(10),
+    failure_threshold: Some(3),
+    timeout_seconds: Some(1),
+};
+
 impl PodView {
+    /// The pod as the webhook sees it: the apiserver fills in these defaults before
+    /// admission, so a pod template read offline gets them too, and mutation (its
+    /// record above all) comes out the same.
+    pub fn with_apiserver_defaults(mut self) -> Self {
+        let spec = &mut self.spec;
+        spec.termination_grace_period_seconds
+            .get_or_insert(super::DEFAULT_GRACE_PERIOD_SECONDS);
+        for probe in spec
+            .containers
+            .iter_mut()
+            .filter_map(|c| c.readiness_probe.as_mut())
+        {
+            probe.period_seconds = probe.period_seconds.or(PROBE_DEFAULTS.period_seconds);
+            probe.failure_threshold = probe.failure_threshold.or(PROBE_DEFAULTS.failure_threshold);
+            probe.timeout_seconds = probe.timeout_seconds.or(PROBE_DEFAULTS.timeout_seconds);
+        }
+        self
+    }
+
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
         self.metadata.as_ref()?.labels.as_ref()
     }

@@ -1,11 +1,13 @@
-//! The decision for one pod at CREATE: resolution, then mutation. Pure: the pod, the
-//! policies of its namespace and its owners come in; the answer goes out.
+//! The answer for one pod at CREATE: [`govern`]'s verdict as an admission answer, with
+//! fail-open and the outcome for metrics. Pure: the pod, the policies of its namespace
+//! and its owners come in; the answer goes out.
 
 use json_patch::jsonptr::Pointer;
 
-use crate::api::{Mode, POLICY_KEY};
-use crate::mutate::{Capabilities, Governing, PodView, mutate};
-use crate::resolve::{Owner, Resolution, Source, Subject, Ungoverned, resolve};
+use crate::api::Mode;
+use crate::govern::{self, Verdict, govern};
+use crate::mutate::{Capabilities, PodView};
+use crate::resolve::{Owner, Source, Ungoverned};
 
 use super::policies::NamespacePolicies;
 use super::review::Answer;
@@ -117,64 +119,45 @@ pub fn decide(
     caps: Capabilities,
 ) -> Decision {
     let source = pod_source(pod);
-    let subject = Subject {
+    let subject = govern::Pod {
+        view: pod,
+        root: Pointer::root(),
         source: &source,
-        labels: pod.labels(),
-        annotation: pod.annotation(POLICY_KEY),
         owners,
     };
-    let resolution = resolve(subject, &policies.candidates);
-    let mut warnings: Vec<String> = resolution
-        .conflict()
-        .map(|c| format!("{PREFIX}{c}"))
-        .into_iter()
-        .collect();
-    let policy = match resolution {
-        Resolution::Governed { policy, .. } => policy,
-        Resolution::NotGoverned(Ungoverned::UnknownPolicy { name, on }) => {
-            if let Some(why) = policies.broken(&name) {
-                let why = format!("{on} names GracefulPolicy {name:?}, which {why}");
-                return Decision::fail_open(uid, Failure::Policy, &why);
+    let prefixed = |warnings: &[String]| -> Vec<String> {
+        warnings.iter().map(|w| format!("{PREFIX}{w}")).collect()
+    };
+    match govern(subject, policies, caps) {
+        Verdict::Unusable(why) => Decision::fail_open(uid, Failure::Policy, &why),
+        Verdict::NotGoverned { why, mut warnings } => {
+            // Only a name that points nowhere is worth a warning on every pod.
+            if matches!(why, Ungoverned::UnknownPolicy { .. }) {
+                warnings.push(why.to_string());
             }
-            warnings.push(format!(
-                "{PREFIX}{}",
-                Ungoverned::UnknownPolicy { name, on }
-            ));
-            return not_governed(uid, warnings);
+            not_governed(uid, prefixed(&warnings))
         }
-        Resolution::NotGoverned(Ungoverned::NoPolicy) if !policies.broken.is_empty() => {
-            // A policy whose selector cannot be read might have selected this pod.
-            let names: Vec<String> = policies
-                .broken
-                .iter()
-                .map(|(name, why)| format!("GracefulPolicy {name:?} {why}"))
-                .collect();
-            return Decision::fail_open(uid, Failure::Policy, &names.join("; "));
+        Verdict::Governed {
+            mode,
+            mutation,
+            mut warnings,
+            ..
+        } => {
+            warnings.extend(mutation.warnings.iter().cloned());
+            let outcome = match (mode, mutation.patch.0.is_empty()) {
+                (Mode::Audit, _) => Outcome::Audited,
+                (Mode::Enforce, true) => Outcome::Unchanged,
+                (Mode::Enforce, false) => Outcome::Patched,
+            };
+            Decision {
+                answer: Answer {
+                    uid,
+                    patch: mutation.patch,
+                    warnings: prefixed(&warnings),
+                },
+                outcome,
+            }
         }
-        Resolution::NotGoverned(_) => return not_governed(uid, warnings),
-    };
-    let Some(spec) = policies.spec(&policy.name) else {
-        let why = format!("GracefulPolicy {:?} has no spec in the cache", policy.name);
-        return Decision::fail_open(uid, Failure::Policy, &why);
-    };
-    let governing = Governing {
-        name: &policy.name,
-        spec,
-    };
-    let mutation = mutate(pod, Pointer::root(), governing, caps);
-    warnings.extend(mutation.warnings.iter().map(|w| format!("{PREFIX}{w}")));
-    let outcome = match (spec.mode, mutation.patch.0.is_empty()) {
-        (Mode::Audit, _) => Outcome::Audited,
-        (Mode::Enforce, true) => Outcome::Unchanged,
-        (Mode::Enforce, false) => Outcome::Patched,
-    };
-    Decision {
-        answer: Answer {
-            uid,
-            patch: mutation.patch,
-            warnings,
-        },
-        outcome,
     }
 }
 

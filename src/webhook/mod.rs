@@ -31,11 +31,11 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use crate::api::POLICY_KEY;
+use crate::kinds::Kind;
 use crate::metrics::Metrics;
 use crate::mutate::Capabilities;
-use crate::resolve::Owner;
+use crate::resolve::{Owner, owners_matter};
 use admit::{Decision, Failure, Outcome};
-use owners::Kind;
 use policies::NamespacePolicies;
 use review::PodRequest;
 
@@ -143,12 +143,11 @@ impl Webhook {
             Ok(None) => return admit::not_governed(uid, Vec::new()),
             Err(error) => return Decision::fail_open(uid, Failure::NotSynced, &error.to_string()),
         };
-        // The pod's own annotation is the nearest, so owners matter only without it.
         let controller = pod
             .controller()
             .and_then(|r| Some((Kind::of(&r.api_version, &r.kind)?, r.name.as_str())));
         let owners = match controller {
-            Some(controller) if pod.annotation(POLICY_KEY).is_none() => {
+            Some(controller) if owners_matter(pod.annotation(POLICY_KEY)) => {
                 match self.lookup.owners(&namespace, controller).await {
                     Ok(owners) => owners,
                     Err(why) => return Decision::fail_open(uid, Failure::Owners, &why),

@@ -8,7 +8,7 @@
 //! workload's annotation into its pod template when the workload is admitted would need
 //! a second webhook on every workload kind and cannot see annotations added with
 //! `kubectl annotate` before a plain `rollout restart`. So graceful watches the
-//! metadata (not the specs) of the six kinds that own pods and keeps, per object, only
+//! metadata (not the specs) of the kinds that own pods ([`crate::kinds`]) and keeps, per object, only
 //! its annotation (if any) and its controller's kind and name: tens of bytes instead of
 //! the kilobytes of a full object with its managed fields, so memory stays bounded in a
 //! cluster with many old ReplicaSets. A ReplicaSet made a moment ago may not have
@@ -20,55 +20,8 @@ use std::collections::HashMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::POLICY_KEY;
+use crate::kinds::Kind;
 use crate::resolve::{Owner, Source};
-
-/// The kinds that own pods, directly or through another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    ReplicaSet,
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-    Job,
-    CronJob,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::ReplicaSet,
-        Kind::Deployment,
-        Kind::StatefulSet,
-        Kind::DaemonSet,
-        Kind::Job,
-        Kind::CronJob,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::ReplicaSet => "ReplicaSet",
-            Kind::Deployment => "Deployment",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::DaemonSet => "DaemonSet",
-            Kind::Job => "Job",
-            Kind::CronJob => "CronJob",
-        }
-    }
-
-    /// The kind an owner reference names, if graceful follows it.
-    pub fn of(api_version: &str, kind: &str) -> Option<Kind> {
-        let group = api_version.split_once('/').map_or("", |(group, _)| group);
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.name() == kind && k.group() == group)
-    }
-
-    pub fn group(self) -> &'static str {
-        match self {
-            Kind::Job | Kind::CronJob => "batch",
-            _ => "apps",
-        }
-    }
-}
 
 /// An owner as the cache keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,7 +70,7 @@ type ByName = HashMap<Box<str>, Trimmed>;
 /// The trimmed owners of each kind, by namespace and name.
 #[derive(Debug, Default)]
 pub struct OwnerIndex {
-    kinds: [HashMap<Box<str>, ByName>; 6],
+    kinds: [HashMap<Box<str>, ByName>; Kind::ALL.len()],
 }
 
 impl OwnerIndex {
@@ -304,14 +257,6 @@ mod tests {
             Trimmed::from_meta(&meta),
             trimmed(Some("web"), Some((Kind::Deployment, "web")))
         );
-    }
-
-    #[test]
-    fn a_controller_of_another_group_or_kind_is_not_followed() {
-        assert_eq!(Kind::of("apps/v1", "ReplicaSet"), Some(Kind::ReplicaSet));
-        assert_eq!(Kind::of("batch/v1", "CronJob"), Some(Kind::CronJob));
-        assert_eq!(Kind::of("example.com/v1", "Deployment"), None);
-        assert_eq!(Kind::of("v1", "ReplicationController"), None);
     }
 
     #[test]

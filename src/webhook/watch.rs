@@ -12,6 +12,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::ReplicationController;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
@@ -20,10 +21,11 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::owners::{Kind, OwnerIndex, Trimmed, Walk};
+use super::owners::{OwnerIndex, Trimmed, Walk};
 use super::policies::{NamespacePolicies, PolicyIndex};
 use super::{Lookup, NotSynced};
 use crate::api::GracefulPolicy;
+use crate::kinds::Kind;
 use crate::metrics::Metrics;
 use crate::resolve::Owner;
 
@@ -126,7 +128,10 @@ impl Caches {
             self.clone()
                 .watch_owners::<DaemonSet>(client.clone(), Kind::DaemonSet),
             self.clone().watch_owners::<Job>(client.clone(), Kind::Job),
-            self.clone().watch_owners::<CronJob>(client, Kind::CronJob),
+            self.clone()
+                .watch_owners::<CronJob>(client.clone(), Kind::CronJob),
+            self.clone()
+                .watch_owners::<ReplicationController>(client, Kind::ReplicationController),
         );
     }
 
@@ -211,6 +216,9 @@ impl Caches {
             Kind::DaemonSet => fetch_meta::<DaemonSet>(client, namespace, name).boxed(),
             Kind::Job => fetch_meta::<Job>(client, namespace, name).boxed(),
             Kind::CronJob => fetch_meta::<CronJob>(client, namespace, name).boxed(),
+            Kind::ReplicationController => {
+                fetch_meta::<ReplicationController>(client, namespace, name).boxed()
+            }
         };
         let result = match tokio::time::timeout(OWNER_FETCH_TIMEOUT, read).await {
             Ok(Ok(Some(meta))) => Ok(Some(Trimmed::from_meta(&meta))),

@@ -20,10 +20,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::api::{GracefulPolicy, POLICY_KEY};
+use crate::kinds::Kind;
 use crate::mutate::Capabilities;
 use crate::recommend::{merge_patch, recommendations};
 use crate::resolve::{Owner, Source};
-use crate::webhook::owners::{Kind, Trimmed};
+use crate::webhook::owners::Trimmed;
 
 /// The name kubectl finds the plugin by.
 pub const BINARY_NAME: &str = "kubectl-graceful";

@@ -1,0 +1,89 @@
+//! Which policy governs a pod, and what it does to it: resolution, then mutation. Pure,
+//! and the one step that both the webhook ([`crate::webhook::admit`]) and `graceful
+//! mutate` ([`crate::cli::mutate`]) take, so that the preview and the cluster decide
+//! alike. Each maps the verdict to its own edge: the webhook to an answer, fail-open and
+//! metrics; the command to standard error.
+
+use json_patch::jsonptr::Pointer;
+
+use crate::api::{Mode, POLICY_KEY};
+use crate::mutate::{Capabilities, Governing, Mutation, PodView, mutate};
+use crate::resolve::{Owner, Resolution, Source, Subject, Ungoverned, resolve};
+use crate::webhook::policies::NamespacePolicies;
+
+/// The pod, where it sits in the object the patch is for, and what it goes by.
+#[derive(Debug, Clone, Copy)]
+pub struct Pod<'a> {
+    pub view: &'a PodView,
+    /// The empty pointer for a pod at admission, `/spec/template` in a Deployment.
+    pub root: &'a Pointer,
+    pub source: &'a Source,
+    /// Nearest first.
+    pub owners: &'a [Owner],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Governed {
+        policy: String,
+        mode: Mode,
+        mutation: Mutation,
+        /// What the user should know besides the mutation's own warnings.
+        warnings: Vec<String>,
+    },
+    NotGoverned {
+        why: Ungoverned,
+        warnings: Vec<String>,
+    },
+    /// A policy that would govern the pod cannot be used: graceful admits it unchanged.
+    Unusable(String),
+}
+
+pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) -> Verdict {
+    let subject = Subject {
+        source: pod.source,
+        labels: pod.view.labels(),
+        annotation: pod.view.annotation(POLICY_KEY),
+        owners: pod.owners,
+    };
+    let resolution = resolve(subject, &policies.candidates);
+    let warnings: Vec<String> = resolution.conflict().into_iter().collect();
+    let policy = match resolution {
+        Resolution::Governed { policy, .. } => policy,
+        Resolution::NotGoverned(Ungoverned::UnknownPolicy { name, on }) => {
+            if let Some(why) = policies.broken(&name) {
+                return Verdict::Unusable(format!(
+                    "{on} names GracefulPolicy {name:?}, which {why}"
+                ));
+            }
+            let why = Ungoverned::UnknownPolicy { name, on };
+            return Verdict::NotGoverned { why, warnings };
+        }
+        Resolution::NotGoverned(Ungoverned::NoPolicy) if !policies.broken.is_empty() => {
+            // A policy whose selector cannot be read might have selected this pod.
+            let names: Vec<String> = policies
+                .broken
+                .iter()
+                .map(|(name, why)| format!("GracefulPolicy {name:?} {why}"))
+                .collect();
+            return Verdict::Unusable(names.join("; "));
+        }
+        Resolution::NotGoverned(why) => return Verdict::NotGoverned { why, warnings },
+    };
+    let Some(spec) = policies.spec(&policy.name) else {
+        return Verdict::Unusable(format!(
+            "GracefulPolicy {:?} has no spec in the cache",
+            policy.name
+        ));
+    };
+    let governing = Governing {
+        name: &policy.name,
+        spec,
+    };
+    Verdict::Governed {
+        policy: policy.name.clone(),
+        mode: spec.mode,
+        mutation: mutate(pod.view, pod.root, governing, caps),
+        warnings,
+    }
+}
