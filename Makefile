@@ -30,9 +30,11 @@ cluster-build:
 	e2e/cluster deps
 	e2e/cluster build
 
-# Regenerate crds/ after changing src/api (a test fails while they differ).
+# Regenerate crds/ and the chart's copy after changing src/api (a test fails while they
+# differ).
 crds:
 	cargo run -- crd > crds/graceful.dev_gracefulpolicies.yaml
+	cp crds/graceful.dev_gracefulpolicies.yaml charts/graceful/crds/
 
 bench:
 	cargo bench --bench mutation

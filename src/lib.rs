@@ -13,6 +13,7 @@ pub mod lease;
 pub mod manifest;
 pub mod metrics;
 pub mod mutate;
+pub mod recommend;
 pub mod reconcile;
 pub mod resolve;
 pub mod runtime;

@@ -18,6 +18,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use rustls::sign::CertifiedKey;
+
+use crate::recommend::{Recommendation, Setting};
 
 use crate::runtime::health::{Answer, Health};
 
@@ -45,6 +48,13 @@ struct StepLabels {
 struct PolicyLabels {
     namespace: String,
     policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SettingLabels {
+    namespace: String,
+    policy: String,
+    setting: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,6 +88,10 @@ pub struct Metrics {
     events: Family<ResultLabels, Counter>,
     events_dropped: Counter,
     tracked_pods: Gauge,
+    certificate_expiry: Gauge,
+    leader: Gauge,
+    policy_settings: Family<SettingLabels, Gauge>,
+    policy_recommendations: Family<SettingLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -176,7 +190,35 @@ impl Metrics {
             "Governed pods the reconciler follows",
             tracked_pods.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate in service expires (notAfter), in seconds since the epoch",
+            certificate_expiry.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and writes policy status, else 0",
+            leader.clone(),
+        );
+        let policy_settings = Family::default();
+        registry.register(
+            "policy_setting_seconds",
+            "A policy's spec.drain setting that graceful has a recommendation for, by setting",
+            policy_settings.clone(),
+        );
+        let policy_recommendations = Family::default();
+        registry.register(
+            "policy_recommended_seconds",
+            "The value graceful recommends for that setting, from the shutdowns it measured",
+            policy_recommendations.clone(),
+        );
         Self {
+            certificate_expiry,
+            leader,
+            policy_settings,
+            policy_recommendations,
             shutdown_seconds,
             violations,
             status_writes,
@@ -267,6 +309,76 @@ impl Metrics {
     pub fn tracked_pods(&self, count: usize) {
         self.tracked_pods
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// `key` goes into service: its expiry is the one to watch now.
+    pub fn certificate_in_service(&self, key: &CertifiedKey) {
+        if let Some(not_after) = crate::tls::not_after(key) {
+            self.certificate_expiry.set(not_after);
+        }
+    }
+
+    /// Follows this replica's leadership for as long as it runs.
+    pub async fn follow_leadership(
+        self: Arc<Self>,
+        mut leader: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            self.leader.set(i64::from(*leader.borrow_and_update()));
+            if leader.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A policy the reconciler reports on: its series exist from now on, at zero until
+    /// something happens (so that `increase()` sees the first violation), and its
+    /// settings stand beside graceful's recommendations for them.
+    pub fn policy_reported(
+        &self,
+        namespace: &str,
+        policy: &str,
+        violation_kinds: &[&str],
+        found: &[Recommendation],
+    ) {
+        let labels = PolicyLabels {
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+        };
+        drop(self.shutdown_seconds.get_or_create(&labels));
+        for kind in violation_kinds {
+            drop(self.violations.get_or_create(&ViolationLabels {
+                namespace: namespace.to_owned(),
+                policy: policy.to_owned(),
+                kind: (*kind).to_owned(),
+            }));
+        }
+        for recommendation in found {
+            let labels = SettingLabels {
+                namespace: namespace.to_owned(),
+                policy: policy.to_owned(),
+                setting: recommendation.setting.field(),
+            };
+            self.policy_settings
+                .get_or_create(&labels)
+                .set(recommendation.current);
+            self.policy_recommendations
+                .get_or_create(&labels)
+                .set(recommendation.recommended);
+        }
+    }
+
+    /// A policy is gone: its series go too, so that no alert fires for it.
+    pub fn policy_removed(&self, namespace: &str, policy: &str) {
+        for setting in Setting::ALL {
+            let labels = SettingLabels {
+                namespace: namespace.to_owned(),
+                policy: policy.to_owned(),
+                setting: setting.field(),
+            };
+            self.policy_settings.remove(&labels);
+            self.policy_recommendations.remove(&labels);
+        }
     }
 
     /// The registry in the OpenMetrics text format.
@@ -363,5 +475,69 @@ mod tests {
         );
         assert!(text.contains("graceful_admission_fail_open_total{reason=\"panic\"} 1"));
         assert!(text.contains("graceful_admission_duration_seconds_count 1"));
+    }
+
+    #[tokio::test]
+    async fn exposes_certificate_expiry_leadership_and_recommendations() {
+        use crate::recommend::{Recommendation, Setting};
+        let metrics = Arc::new(Metrics::new());
+
+        let mut params = rcgen::CertificateParams::new(vec!["graceful".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2030, 1, 2);
+        let signing = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&signing).unwrap();
+        let key =
+            crate::tls::certified_key(cert.pem().as_bytes(), signing.serialize_pem().as_bytes())
+                .unwrap();
+        metrics.certificate_in_service(&key);
+
+        let (leader, follows) = tokio::sync::watch::channel(false);
+        let following = tokio::spawn(metrics.clone().follow_leadership(follows));
+        leader.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !metrics.encode().unwrap().contains("graceful_leader 1\n") {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the gauge follows the Lease");
+        drop(leader);
+        following.await.unwrap();
+
+        let budget = Recommendation {
+            setting: Setting::ShutdownBudgetSeconds,
+            current: 20,
+            recommended: 36,
+        };
+        metrics.policy_reported("shop", "web", &["OOMKilled"], &[budget]);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"graceful_violations_total{namespace="shop",policy="web",kind="OOMKilled"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"graceful_shutdown_duration_seconds_count{namespace="shop",policy="web"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("graceful_certificate_expiry_timestamp_seconds 1893542400\n"),
+            "{text}"
+        );
+        let labels = r#"{namespace="shop",policy="web",setting="shutdownBudgetSeconds"}"#;
+        assert!(
+            text.contains(&format!("graceful_policy_setting_seconds{labels} 20\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("graceful_policy_recommended_seconds{labels} 36\n")),
+            "{text}"
+        );
+
+        metrics.policy_removed("shop", "web");
+        assert!(!metrics.encode().unwrap().contains(labels));
     }
 }

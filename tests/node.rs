@@ -20,7 +20,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchPara
 use serde_json::{Value, json};
 
 use support::graceful::http_get_at;
-use support::{Cluster, TEST_IMAGE, eventually, repo};
+use support::{TEST_IMAGE, eventually, repo};
 
 /// Seconds since boot, as every container on this node also reads it.
 fn uptime() -> f64 {
@@ -145,27 +145,6 @@ fn build_image(out: &Path, args: &[&str]) -> Output {
     output
 }
 
-/// `e2e/cluster load` of `archive` into the node of `cluster` (named after its directory).
-fn load(cluster: &Cluster, archive: &Path) {
-    let name = cluster
-        .kubeconfig
-        .parent()
-        .and_then(Path::file_name)
-        .expect("the cluster's directory");
-    let output = Command::new(repo().join("e2e/cluster"))
-        .arg("load")
-        .arg("--name")
-        .arg(name)
-        .arg(archive)
-        .output()
-        .expect("e2e/cluster runs");
-    assert!(
-        output.status.success(),
-        "load failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[tokio::test]
 async fn an_image_built_from_host_files_runs_as_its_config_says() {
     let (cluster, node) = support::node_cluster();
@@ -205,7 +184,7 @@ async fn an_image_built_from_host_files_runs_as_its_config_says() {
         bytes == std::fs::read(&second).expect("the second archive"),
         "reproducible"
     );
-    load(cluster, &first);
+    cluster.load(&first);
     std::fs::remove_dir_all(&dir).expect("the temporary directory is removed");
 
     let pods = Api::<Pod>::namespaced(client, &ns);

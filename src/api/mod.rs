@@ -26,8 +26,16 @@ pub const OPT_OUT: &str = "false";
 /// drain settings (a JSON [`crate::mutate::ChangeRecord`]).
 pub const APPLIED_ANNOTATION: &str = "graceful.dev/applied";
 
+/// Annotation on the CustomResourceDefinition: the graceful release it comes with.
+pub const VERSION_ANNOTATION: &str = "graceful.dev/version";
+
 /// The CustomResourceDefinition of `GracefulPolicy` as YAML, exactly as `crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     use kube::CustomResourceExt;
-    serde_yaml_ng::to_string(&GracefulPolicy::crd())
+    let mut crd = GracefulPolicy::crd();
+    crd.metadata.annotations = Some(std::collections::BTreeMap::from([(
+        VERSION_ANNOTATION.to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    )]));
+    serde_yaml_ng::to_string(&crd)
 }

@@ -210,6 +210,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // The lease ends when told to stop: it is joined at exit, and ending before that
     // is a failure like any other task's.
     let mut lease = tokio::spawn(lease::run(client.clone(), lease, leader_tx, stop));
+    tasks.spawn("the leadership metric", {
+        let (metrics, leader) = (metrics.clone(), leader.clone());
+        async move {
+            metrics.follow_leadership(leader).await;
+            Ok(())
+        }
+    });
 
     let config = ReconcileConfig {
         window_seconds: reconcile_args.violation_window_seconds,
@@ -384,7 +391,7 @@ async fn capabilities(client: &kube::Client) -> Capabilities {
 }
 
 /// `"1"`, `"34+"` (some distributions add a `+`).
-fn parse_version(major: &str, minor: &str) -> Option<(u32, u32)> {
+pub(super) fn parse_version(major: &str, minor: &str) -> Option<(u32, u32)> {
     let number = |text: &str| text.trim_end_matches('+').parse().ok();
     Some((number(major)?, number(minor)?))
 }

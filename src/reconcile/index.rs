@@ -13,6 +13,7 @@ use kube::ResourceExt;
 use super::report::{PolicyFacts, Report};
 use super::tracker::{ObservedPod, PolicyRef, Tracker};
 use crate::api::{Budget, GracefulPolicy, GracefulPolicyStatus, PodCounts, RecentViolation};
+use crate::recommend::{Recommendation, recommendations};
 use crate::resolve::Candidate;
 use crate::shutdown::Finding;
 
@@ -46,6 +47,16 @@ pub struct Observed {
 pub struct Update {
     pub policy: PolicyRef,
     pub status: GracefulPolicyStatus,
+}
+
+/// What one look at the changed policies found: the statuses to write, and for the
+/// metrics, each policy looked at with graceful's recommendations for it, and the
+/// policies that are gone.
+#[derive(Debug, Default, PartialEq)]
+pub struct Statuses {
+    pub updates: Vec<Update>,
+    pub reported: Vec<(PolicyRef, Vec<Recommendation>)>,
+    pub removed: Vec<PolicyRef>,
 }
 
 pub fn policy_ref(policy: &GracefulPolicy) -> PolicyRef {
@@ -88,7 +99,8 @@ impl Index {
         let key = policy_ref(policy);
         self.policies.remove(&key);
         self.reports.remove(&key);
-        self.dirty.remove(&key);
+        // Looked at once more, to be named among the removed.
+        self.dirty.insert(key);
     }
 
     /// Every policy there is, after a (re)list.
@@ -98,7 +110,14 @@ impl Index {
             .map(|policy| (policy_ref(policy), Arc::new(policy.clone())))
             .collect();
         let policies = &self.policies;
-        self.reports.retain(|key, _| policies.contains_key(key));
+        let gone: Vec<PolicyRef> = (self.reports.keys())
+            .filter(|key| !policies.contains_key(key))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.reports.remove(&key);
+            self.dirty.insert(key);
+        }
         self.touch_all();
     }
 
@@ -156,9 +175,10 @@ impl Index {
 
     /// The statuses of the policies touched since the last call that differ from what
     /// the policies show.
-    pub fn statuses(&mut self, now: &Time) -> Vec<Update> {
+    pub fn statuses(&mut self, now: &Time) -> Statuses {
+        let mut found = Statuses::default();
         if self.dirty.is_empty() {
-            return Vec::new();
+            return found;
         }
         let dirty: Vec<PolicyRef> = self.dirty.drain().collect();
         let mut counts: HashMap<&PolicyRef, PodCounts> = dirty
@@ -175,9 +195,9 @@ impl Index {
                 count.max_grace_period_seconds = count.max_grace_period_seconds.max(grace);
             }
         }
-        let mut updates = Vec::new();
         for key in &dirty {
             let Some(policy) = self.policies.get(key).cloned() else {
+                found.removed.push(key.clone());
                 continue;
             };
             let facts = PolicyFacts {
@@ -191,14 +211,16 @@ impl Index {
                 pods: counts.remove(key).unwrap_or_default(),
             };
             let status = self.report(key).status(&facts, policy.status.as_ref(), now);
+            let recommended = recommendations(&policy.spec.drain, Some(&status));
+            found.reported.push((key.clone(), recommended));
             if policy.status.as_ref() != Some(&status) {
-                updates.push(Update {
+                found.updates.push(Update {
                     policy: key.clone(),
                     status,
                 });
             }
         }
-        updates
+        found
     }
 
     /// The policy's report, restored from the status graceful wrote before it

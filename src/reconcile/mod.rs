@@ -26,12 +26,12 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use tokio::sync::watch;
 
-use crate::api::{GracefulPolicy, GracefulPolicyStatus, POLICY_KEY};
+use crate::api::{GracefulPolicy, GracefulPolicyStatus, POLICY_KEY, ViolationKind};
 use crate::metrics::Metrics;
 use crate::runtime::health::Component;
 use crate::runtime::watch::{self as driver, WatchError};
 pub use events::{EventQueue, publish_events};
-pub use index::{Announcement, Index, Observed, Update};
+pub use index::{Announcement, Index, Observed, Statuses, Update};
 pub use tracker::{ObservedPod, PolicyRef};
 
 /// The field manager of every status graceful writes.
@@ -155,7 +155,7 @@ impl Reconciler {
                 was_leader = false;
                 continue;
             }
-            let updates = {
+            let found = {
                 let mut index = self.index();
                 // A new leader, and the periodic refresh, look at every policy.
                 if !was_leader || refreshed.elapsed() >= self.config.refresh_interval {
@@ -165,7 +165,19 @@ impl Reconciler {
                 index.statuses(&now())
             };
             was_leader = true;
-            for update in updates {
+            let kinds = ViolationKind::ALL.map(ViolationKind::as_str);
+            for (policy, recommended) in &found.reported {
+                (self.metrics).policy_reported(
+                    &policy.namespace,
+                    &policy.name,
+                    &kinds,
+                    recommended,
+                );
+            }
+            for policy in &found.removed {
+                self.metrics.policy_removed(&policy.namespace, &policy.name);
+            }
+            for update in found.updates {
                 self.write_status(&client, update).await;
             }
         }

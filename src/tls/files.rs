@@ -63,6 +63,7 @@ impl CertFiles {
             return Ok(false);
         }
         let key = certified_key_at(&contents.0, &contents.1, &self.cert_path, &self.key_path)?;
+        self.metrics.certificate_in_service(&key);
         self.serving.set(key);
         *loaded_from = Some(contents);
         Ok(true)

@@ -450,7 +450,9 @@ impl Managed {
         }
         let key = certified_key(chain.cert.as_bytes(), chain.key.as_bytes());
         self.metrics.tls_reloaded(key.is_ok());
-        self.serving.set(key?);
+        let key = key?;
+        self.metrics.certificate_in_service(&key);
+        self.serving.set(key);
         *loaded = Some(chain.cert.clone());
         tracing::info!(secret = %self.settings.secret, "serving certificate loaded");
         Ok(())

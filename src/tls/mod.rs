@@ -70,6 +70,14 @@ fn certified_key_at(
     CertifiedKey::from_der(chain, key, &provider()).map_err(CertError::Key)
 }
 
+/// When the leaf of `key`'s chain expires (its notAfter, Unix seconds); `None` when it
+/// cannot be read, which rustls would have refused already.
+pub fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.end_entity_cert().ok()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(leaf).ok()?;
+    Some(certificate.validity().not_after.timestamp())
+}
+
 /// The certificate in service; none until the first one is set.
 #[derive(Debug)]
 pub struct Serving {

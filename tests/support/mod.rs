@@ -124,6 +124,44 @@ impl Cluster {
         Client::try_from(config).expect("a client")
     }
 
+    /// `e2e/cluster load` of `archive` into the node of this cluster (named after its
+    /// directory).
+    pub fn load(&self, archive: &Path) {
+        let name = self
+            .kubeconfig
+            .parent()
+            .and_then(Path::file_name)
+            .expect("the cluster's directory");
+        let output = Command::new(repo().join("e2e/cluster"))
+            .arg("load")
+            .arg("--name")
+            .arg(name)
+            .arg(archive)
+            .output()
+            .expect("e2e/cluster runs");
+        assert!(
+            output.status.success(),
+            "load failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Merges `status` (JSON `{"status": ...}`) into GracefulPolicy `policy`'s status
+    /// subresource, as graceful's reconciler would write it.
+    pub fn patch_policy_status(&self, namespace: &str, policy: &str, status: &str) {
+        self.kubectl_ok(&[
+            "patch",
+            "gracefulpolicy",
+            policy,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ]);
+    }
+
     /// Runs the cluster's kubectl from the repository root.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_with_input(args, None)

@@ -75,7 +75,7 @@ fn only(updates: Vec<Update>) -> Update {
 #[test]
 fn the_status_tells_the_grace_periods_the_pods_have() {
     let mut index = listed(&[policy(json!(null))]);
-    let update = only(index.statuses(&at(0)));
+    let update = only(index.statuses(&at(0)).updates);
     assert_eq!(update.status.termination_grace_period_seconds, Some(15));
     assert_eq!(update.status.grace_periods, None, "no pod yet");
 
@@ -87,7 +87,7 @@ fn the_status_tells_the_grace_periods_the_pods_have() {
         &at(1),
     );
     index.apply_pod(&pod("patched", json!({})), &at(1));
-    let status = only(index.statuses(&at(2))).status;
+    let status = only(index.statuses(&at(2)).updates).status;
     assert_eq!(status.grace_periods.as_deref(), Some("15-30"));
     let pods = status.pods.clone().unwrap();
     assert_eq!(
@@ -113,15 +113,21 @@ fn the_status_tells_the_grace_periods_the_pods_have() {
 #[test]
 fn a_status_is_written_only_when_it_changes_and_again_after_a_failure() {
     let mut index = listed(&[policy(json!(null))]);
-    let written = only(index.statuses(&at(0)));
-    assert!(index.statuses(&at(1)).is_empty(), "nothing touched since");
+    let written = only(index.statuses(&at(0)).updates);
+    assert!(
+        index.statuses(&at(1)).updates.is_empty(),
+        "nothing touched since"
+    );
     index.retry(written.policy.clone());
-    assert_eq!(only(index.statuses(&at(1))).policy, written.policy);
+    assert_eq!(only(index.statuses(&at(1)).updates).policy, written.policy);
 
     // The watch brings the written status back: a refresh finds nothing to write.
     index.apply_policy(&policy(serde_json::to_value(&written.status).unwrap()));
     index.touch_all();
-    assert!(index.statuses(&at(1)).is_empty());
+    let found = index.statuses(&at(1));
+    assert!(found.updates.is_empty());
+    // Its metrics are still set: the policy was looked at, and nothing was measured yet.
+    assert_eq!(found.reported, [(written.policy, Vec::new())]);
 }
 
 #[test]
@@ -136,7 +142,7 @@ fn a_violation_is_announced_counted_once_and_restored_from_status() {
     assert_eq!(announcement.violation.kind, ViolationKind::BudgetExceeded);
     assert_eq!(announcement.policy_uid.as_deref(), Some("p1"));
     assert_eq!(observed.shutdowns.len(), 1);
-    let status = only(index.statuses(&at(17))).status;
+    let status = only(index.statuses(&at(17)).updates).status;
     assert_eq!(status.violations.as_ref().unwrap().budget_exceeded, 1);
 
     // graceful restarts: the same last status is seen again, and not counted again.
@@ -194,7 +200,10 @@ fn a_shortened_grace_period_is_the_clusters_not_the_apps() {
         "{}",
         shortened.detail
     );
-    let counts = only(index.statuses(&at(4))).status.violations.unwrap();
+    let counts = only(index.statuses(&at(4)).updates)
+        .status
+        .violations
+        .unwrap();
     assert_eq!(
         (
             counts.budget_exceeded,
@@ -288,7 +297,10 @@ fn evicted_and_preempted_pods_are_counted_as_such() {
         observed.announcements[0].violation.kind,
         ViolationKind::Preempted
     );
-    let counts = only(index.statuses(&at(4))).status.violations.unwrap();
+    let counts = only(index.statuses(&at(4)).updates)
+        .status
+        .violations
+        .unwrap();
     assert_eq!((counts.evicted, counts.preempted, counts.total), (1, 1, 0));
 }
 
@@ -300,8 +312,10 @@ fn a_relist_forgets_pods_and_policies_that_are_gone() {
     index.statuses(&at(0));
     index.relist_pods(&[pod("web-1", json!({}))], &at(1));
     assert_eq!(index.tracked(), 1);
-    let status = only(index.statuses(&at(1))).status;
-    assert_eq!(status.pods.unwrap().matched, 1);
+    let update = only(index.statuses(&at(1)).updates);
+    assert_eq!(update.status.pods.unwrap().matched, 1);
     index.relist_policies(&[]);
-    assert!(index.statuses(&at(2)).is_empty(), "no policy, no status");
+    let found = index.statuses(&at(2));
+    assert!(found.updates.is_empty(), "no policy, no status");
+    assert_eq!(found.removed, [update.policy], "its metrics go with it");
 }
