@@ -8,7 +8,7 @@ use json_patch::jsonptr::Pointer;
 
 use crate::api::{Mode, POLICY_KEY};
 use crate::mutate::{Capabilities, Governing, Mutation, PodView, mutate};
-use crate::resolve::{Owner, Resolution, Source, Subject, Ungoverned, resolve};
+use crate::resolve::{Owner, Reason, Resolution, Source, Subject, Ungoverned, resolve};
 use crate::webhook::policies::NamespacePolicies;
 
 /// The pod, where it sits in the object the patch is for, and what it goes by.
@@ -26,6 +26,8 @@ pub struct Pod<'a> {
 pub enum Verdict {
     Governed {
         policy: String,
+        /// Through which annotation or selector the policy governs the pod.
+        reason: Reason,
         mode: Mode,
         mutation: Mutation,
         /// What the user should know besides the mutation's own warnings.
@@ -48,8 +50,8 @@ pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) ->
     };
     let resolution = resolve(subject, &policies.candidates);
     let warnings: Vec<String> = resolution.conflict().into_iter().collect();
-    let policy = match resolution {
-        Resolution::Governed { policy, .. } => policy,
+    let (policy, reason) = match resolution {
+        Resolution::Governed { policy, reason } => (policy, reason),
         Resolution::NotGoverned(Ungoverned::UnknownPolicy { name, on }) => {
             if let Some(why) = policies.broken(&name) {
                 return Verdict::Unusable(format!(
@@ -82,6 +84,7 @@ pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) ->
     };
     Verdict::Governed {
         policy: policy.name.clone(),
+        reason,
         mode: spec.mode,
         mutation: mutate(pod.view, pod.root, governing, caps),
         warnings,

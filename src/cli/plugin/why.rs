@@ -9,8 +9,10 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{APPLIED_ANNOTATION, GracefulPolicy, POLICY_KEY, RecentViolation};
-use crate::mutate::{Capabilities, ChangeRecord, FieldChange, Governing, PodView, mutate};
-use crate::resolve::{Candidate, Owner, Reason, Resolution, Source, Subject, resolve};
+use crate::govern::{Pod as GovernedPod, Verdict, govern};
+use crate::mutate::{Capabilities, ChangeRecord, FieldChange, PodView};
+use crate::resolve::{Owner, Reason, Source};
+use crate::webhook::policies::NamespacePolicies;
 
 /// The explanation, also the document of `-o yaml|json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,22 +53,23 @@ pub fn explain(
         kind: "Pod".into(),
         name: name.clone(),
     };
-    let candidates: Vec<Candidate> = policies
-        .iter()
-        .filter_map(|p| Candidate::from_policy(p).ok())
-        .collect();
-    let subject = Subject {
-        source: &source,
-        labels: view.labels(),
-        annotation: view.annotation(POLICY_KEY),
-        owners,
-    };
-    let resolution = resolve(subject, &candidates);
-    let (policy, because) = match &resolution {
-        Resolution::Governed { policy, reason } => {
-            (Some(policy.name.clone()), reason_text(policy, reason))
+    let namespace_policies = NamespacePolicies::new(policies);
+    let verdict = govern(
+        GovernedPod {
+            view: &view,
+            root: Pointer::root(),
+            source: &source,
+            owners,
+        },
+        &namespace_policies,
+        caps,
+    );
+    let (policy, because) = match &verdict {
+        Verdict::Governed { policy, reason, .. } => {
+            (Some(policy.clone()), reason_text(policy, reason))
         }
-        Resolution::NotGoverned(why) => (None, format!("not governed: {why}")),
+        Verdict::NotGoverned { why, .. } => (None, format!("not governed: {why}")),
+        Verdict::Unusable(why) => (None, format!("admitted unchanged: {why}")),
     };
     let governing = policy
         .as_deref()
@@ -120,17 +123,16 @@ pub fn explain(
         }
     }
 
-    let (if_created_now, warnings) = match governing {
-        Some(policy) => {
-            let name = policy.name_any();
-            let governing = Governing {
-                name: &name,
-                spec: &policy.spec,
-            };
-            let mutation = mutate(&view, Pointer::root(), governing, caps);
-            (mutation.record.changes, mutation.warnings)
+    let (if_created_now, warnings) = match verdict {
+        Verdict::Governed {
+            mutation, warnings, ..
+        } => {
+            let mut all = warnings;
+            all.extend(mutation.warnings);
+            (mutation.record.changes, all)
         }
-        None => (Vec::new(), Vec::new()),
+        Verdict::NotGoverned { warnings, .. } => (Vec::new(), warnings),
+        Verdict::Unusable(_) => (Vec::new(), Vec::new()),
     };
     Ok(Why {
         pod: name,
@@ -145,20 +147,16 @@ pub fn explain(
     })
 }
 
-fn reason_text(policy: &Candidate, reason: &Reason) -> String {
+fn reason_text(policy: &str, reason: &Reason) -> String {
     match reason {
         Reason::Annotation(on) => {
-            format!("the {POLICY_KEY} annotation on {on} names {}", policy.name)
+            format!("the {POLICY_KEY} annotation on {on} names {policy}")
         }
         Reason::Selector { others } if others.is_empty() => {
-            format!(
-                "the selector of GracefulPolicy {} matches its labels",
-                policy.name
-            )
+            format!("the selector of GracefulPolicy {policy} matches its labels")
         }
         Reason::Selector { others } => format!(
-            "the selector of GracefulPolicy {} matches its labels; {} match too, and the oldest wins",
-            policy.name,
+            "the selector of GracefulPolicy {policy} matches its labels; {} match too, and the oldest wins",
             others.join(", ")
         ),
     }
@@ -273,6 +271,30 @@ mod tests {
                 {"pod": "web-1", "container": "app", "kind": "OOMKilled", "at": "2026-01-01T01:00:00Z"},
                 {"pod": "other", "container": "app", "kind": "Restarted", "at": "2026-01-01T01:00:00Z"}]}),
         )
+    }
+
+    #[test]
+    fn a_policy_that_cannot_be_used_is_named_as_the_webhook_would() {
+        let broken = policy(
+            "any",
+            json!({"selector": {"matchExpressions": [{"key": "app", "operator": "In"}]}}),
+            json!(null),
+        );
+        let why = explain(
+            &pod(json!({}), 30, 0),
+            &[],
+            &[broken],
+            Capabilities::default(),
+        )
+        .unwrap();
+        assert_eq!(why.policy, None);
+        assert!(
+            why.because
+                .starts_with("admitted unchanged: GracefulPolicy \"any\""),
+            "{}",
+            why.because
+        );
+        assert!(why.if_created_now.is_empty());
     }
 
     #[test]
