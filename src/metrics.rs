@@ -39,6 +39,18 @@ struct ResultLabels {
     result: &'static str,
 }
 
+/// The results of a write made with a deadline. Each series exists at zero from the
+/// start, so that alerts and panels over `rate()` have a value before the first write.
+const WRITE_RESULTS: [&str; 3] = ["ok", "error", "timeout"];
+
+fn with_write_results() -> Family<ResultLabels, Counter> {
+    let family = Family::<ResultLabels, Counter>::default();
+    for result in WRITE_RESULTS {
+        drop(family.get_or_create(&ResultLabels { result }));
+    }
+    family
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StepLabels {
     step: &'static str,
@@ -159,7 +171,7 @@ impl Metrics {
             "Shutdowns over budget, OOM kills and restarts of governed containers, by policy and kind",
             violations.clone(),
         );
-        let status_writes = Family::default();
+        let status_writes = with_write_results();
         registry.register(
             "status_writes",
             "GracefulPolicy status writes, by result (ok, error, timeout)",
@@ -172,7 +184,7 @@ impl Metrics {
             "Time one GracefulPolicy status write took",
             status_write_seconds.clone(),
         );
-        let events = Family::default();
+        let events = with_write_results();
         registry.register(
             "events",
             "Events published for violations, by result (ok, error, timeout)",
@@ -475,6 +487,13 @@ mod tests {
         );
         assert!(text.contains("graceful_admission_fail_open_total{reason=\"panic\"} 1"));
         assert!(text.contains("graceful_admission_duration_seconds_count 1"));
+        // Write results exist before any write, so rate() over them is defined.
+        for result in WRITE_RESULTS {
+            for family in ["graceful_status_writes_total", "graceful_events_total"] {
+                let series = format!("{family}{{result=\"{result}\"}} 0\n");
+                assert!(text.contains(&series), "{series} in {text}");
+            }
+        }
     }
 
     #[tokio::test]
