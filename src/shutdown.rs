@@ -183,8 +183,17 @@ pub fn shutdown(status: &ContainerStatus, deletion: &Deletion, budget: Budget) -
 }
 
 /// A deletion shorter than the pod's own grace period, with who shortened it.
-pub fn grace_shortened(deletion: &Deletion, disruption: Option<&Disruption>) -> Option<Finding> {
-    if !deletion.is_shortened() {
+///
+/// Once every container of a deleted pod has ended, the kubelet deletes the pod with a
+/// grace period of 0, which the apiserver writes into the pod (keeping the deletion's
+/// start) before it removes it. That ends a shutdown and shortens nothing.
+pub fn grace_shortened(
+    deletion: &Deletion,
+    disruption: Option<&Disruption>,
+    containers: &[ContainerStatus],
+) -> Option<Finding> {
+    let kubelets_removal = deletion.grace_period_seconds == 0 && all_ended(containers);
+    if !deletion.is_shortened() || kubelets_removal {
         return None;
     }
     let started = k8s_openapi::jiff::Timestamp::from_millisecond(deletion.started_ms())
@@ -195,6 +204,17 @@ pub fn grace_shortened(deletion: &Deletion, disruption: Option<&Disruption>) -> 
         by: disruption.map(|d| d.by.clone()),
         at: started,
     })
+}
+
+/// Every container (at least one) has ended.
+fn all_ended(containers: &[ContainerStatus]) -> bool {
+    !containers.is_empty()
+        && containers.iter().all(|status| {
+            status
+                .state
+                .as_ref()
+                .is_some_and(|state| state.terminated.is_some())
+        })
 }
 
 /// OOM kills and restarts of a container since it was last seen with

@@ -265,6 +265,9 @@ async fn violations_land_in_status_conditions_and_events_once() {
     let after = policies.get("web").await.unwrap().status.unwrap();
     assert_eq!(counts(&after), (1, 1, 3), "{after:?}");
     assert_eq!(after.recent, status.recent);
+    // The kubelet's deletions with a grace period of 0, after the containers ended,
+    // shortened nothing.
+    assert_eq!(after.violations.as_ref().unwrap().grace_shortened, 0);
 
     // ...and what happens next still counts.
     kubelet

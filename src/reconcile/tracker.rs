@@ -152,7 +152,11 @@ impl Tracker {
             }
         }
         if let Some(deletion) = &pod.deletion {
-            findings.extend(shutdown::grace_shortened(deletion, pod.disruption.as_ref()));
+            findings.extend(shutdown::grace_shortened(
+                deletion,
+                pod.disruption.as_ref(),
+                &pod.containers,
+            ));
         }
         if let Some(disruption) = &pod.disruption
             && let Some(kind) = disruption.kind

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use crate::api::{GracefulPolicy, ViolationKind};
-use crate::reconcile::index::{Index, Update};
+use crate::reconcile::index::{Index, Observed, Update};
 use crate::reconcile::tracker::ObservedPod;
 use crate::shutdown::fixtures::at;
 
@@ -213,6 +213,38 @@ fn a_shortened_grace_period_is_the_clusters_not_the_apps() {
         ),
         (0, 1, 1, 0)
     );
+}
+
+#[test]
+fn the_kubelets_final_deletion_shortens_nothing_and_a_forced_one_does() {
+    let shortened = |observed: &Observed| {
+        observed
+            .announcements
+            .iter()
+            .filter(|a| a.violation.kind == ViolationKind::GraceShortened)
+            .count()
+    };
+    let mut index = listed(&[policy(json!(null))]);
+    // Deleted with its own 15 s, the app ends after 3 s; then the kubelet deletes the pod
+    // with a grace period of 0, which the apiserver writes into the pod with the
+    // deletion's start kept: the deadline becomes that start.
+    let ended = index.apply_pod(&deleted("web-1", 15, 0, 3, json!({})), &at(3));
+    assert_eq!(shortened(&ended), 0);
+    let removed = index.delete_pod(&deleted("web-1", 0, 0, 3, json!({})), &at(3));
+    assert_eq!(shortened(&removed), 0);
+
+    // Forced while its app still ran: that shortened its 15 s to nothing.
+    let forced = json!({"metadata": {"deletionTimestamp": rfc3339(5)},
+                        "status": {"containerStatuses": [{"name": "app", "image": "i",
+                                   "imageID": "", "ready": true, "restartCount": 0,
+                                   "state": {"running": {}}}]}});
+    let removed = index.delete_pod(&deleted("web-2", 0, 0, 0, forced), &at(5));
+    assert_eq!(shortened(&removed), 1);
+    let counts = only(index.statuses(&at(6)).updates)
+        .status
+        .violations
+        .unwrap();
+    assert_eq!(counts.grace_shortened, 1);
 }
 
 #[test]
