@@ -60,6 +60,19 @@ impl Drop for Process {
     }
 }
 
+/// A request sent to the app, once it has reached the app and started its work.
+async fn in_flight(
+    app: &Process,
+) -> tokio::task::JoinHandle<Result<client::Response, client::Failure>> {
+    let url = format!("http://{}/incr", app.addr).parse().unwrap();
+    let request =
+        tokio::spawn(
+            async move { client::send(Method::POST, &url, Duration::from_secs(10)).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    request
+}
+
 #[tokio::test]
 async fn sigterm_refuses_new_connections_at_once_and_finishes_in_flight_requests() {
     let counter = Process::start(&["counter", "--listen", "127.0.0.1:0"]);
@@ -75,13 +88,7 @@ async fn sigterm_refuses_new_connections_at_once_and_finishes_in_flight_requests
         "--work",
         "1500ms",
     ]);
-    let url = format!("http://{}/incr", app.addr).parse().unwrap();
-    let in_flight =
-        tokio::spawn(
-            async move { client::send(Method::POST, &url, Duration::from_secs(10)).await },
-        );
-    // Let the request reach the app and start its work.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = in_flight(&app).await;
 
     app.terminate();
     let signalled = Instant::now();
@@ -198,9 +205,17 @@ async fn exchange(stream: &mut tokio::net::TcpStream) -> String {
     }
 }
 
+/// The app closes `stream` without sending more, and exits 0.
+async fn closed_then_exits(stream: &mut tokio::net::TcpStream, app: &mut Process) {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(app.exit_code(Duration::from_secs(5)).await, Some(0));
+}
+
 #[tokio::test]
 async fn a_draining_app_ends_a_kept_alive_connection_after_a_whole_response() {
-    use tokio::io::AsyncReadExt;
     let (_counter, mut app) = counter_and_app(&["--work", "1ms"]);
     let mut stream = tokio::net::TcpStream::connect(&app.addr).await.unwrap();
     let before = exchange(&mut stream).await;
@@ -213,35 +228,23 @@ async fn a_draining_app_ends_a_kept_alive_connection_after_a_whole_response() {
     let during = exchange(&mut stream).await;
     assert!(during.starts_with("http/1.1 200"), "{during}");
     assert!(during.contains("connection: close"), "{during}");
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).await.unwrap();
-    assert!(rest.is_empty(), "{rest:?}");
-    assert_eq!(app.exit_code(Duration::from_secs(5)).await, Some(0));
+    closed_then_exits(&mut stream, &mut app).await;
 }
 
 #[tokio::test]
 async fn a_draining_app_closes_an_idle_connection_and_exits() {
-    use tokio::io::AsyncReadExt;
     let (_counter, mut app) = counter_and_app(&["--work", "1ms"]);
     let mut stream = tokio::net::TcpStream::connect(&app.addr).await.unwrap();
     exchange(&mut stream).await;
     app.terminate();
     // Nothing more is sent: the app closes the connection after its idle wait.
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).await.unwrap();
-    assert!(rest.is_empty(), "{rest:?}");
-    assert_eq!(app.exit_code(Duration::from_secs(5)).await, Some(0));
+    closed_then_exits(&mut stream, &mut app).await;
 }
 
 #[tokio::test]
 async fn the_exit_app_drops_its_in_flight_requests() {
     let (_counter, mut app) = counter_and_app(&["--work", "1500ms", "--on-sigterm", "exit"]);
-    let url = format!("http://{}/incr", app.addr).parse().unwrap();
-    let in_flight =
-        tokio::spawn(
-            async move { client::send(Method::POST, &url, Duration::from_secs(10)).await },
-        );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = in_flight(&app).await;
     app.terminate();
     assert_eq!(app.exit_code(Duration::from_secs(5)).await, Some(0));
     let lost = in_flight.await.unwrap();
