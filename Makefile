@@ -16,7 +16,7 @@ demo:
 test: lint cluster-build
 	mkdir -p target
 	tests/with-cluster cargo test --workspace --all-targets 2>&1 | tee target/test.log
-	e2e/demo --check 2>&1 | tee target/demo.log
+	e2e/demo --check --quick 2>&1 | tee target/demo.log
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } END { printf "%d passed, %d failed\n", passed, failed }' target/test.log
 
 lint:

@@ -1,9 +1,14 @@
 //! The load loop: open loop at a fixed rate (request i leaves at start + i/rate whatever
-//! happened to the ones before), each request on its own connection with a timeout, so a
-//! run always ends by duration + timeout. It counts what came back and, with a counter,
-//! compares what the app recorded with what it answered.
+//! happened to the ones before), each request with a timeout, so a run always ends by
+//! duration + timeout (or earlier, when told to stop: the requests sent are then awaited).
+//! Each request goes on its own connection, or through a pool of kept-alive connections
+//! (`pool`). It counts what came back by kind and, with a counter, compares what the app
+//! recorded with what it answered, and reads each deleted pod's traffic tail (`tail`).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -14,6 +19,9 @@ use tokio::time::Instant;
 
 use crate::client::{self, Failure};
 use crate::counter::CounterClient;
+use crate::kinds::Kind;
+use crate::pool::Pool;
+use crate::tail;
 
 pub struct Plan {
     pub url: Uri,
@@ -23,11 +31,21 @@ pub struct Plan {
     pub timeout: Duration,
     /// Reset before the run and read after it.
     pub counter: Option<CounterClient>,
+    /// A pool of this many kept-alive connections; None: a new connection per request.
+    pub keep_alive: Option<usize>,
+    /// The run's name: its requests' idempotency keys are `RUN-N`, so that the counter
+    /// counts this run apart from others at the same time.
+    pub run: String,
+    /// The pod watcher's deletion records (`tail`), read at the end for the tails.
+    pub deletions: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub url: String,
+    pub run: String,
+    /// "new connections" or "keep-alive N".
+    pub mode: String,
     pub rate: f64,
     pub duration_seconds: f64,
     pub timeout_seconds: f64,
@@ -42,6 +60,16 @@ pub struct Summary {
     pub statuses: BTreeMap<u16, u64>,
     /// Connection errors by kind ("connect: connection refused").
     pub errors: BTreeMap<String, u64>,
+    /// Every request not answered 2xx, by kind.
+    pub lost: BTreeMap<Kind, u64>,
+    /// Requests sent a second time after a reused connection broke before any answer
+    /// (keep-alive only), and how many of those were then answered 2xx.
+    pub retries: u64,
+    pub retries_ok: u64,
+    /// Each pod deleted during the run: seconds from the start of its deletion to the
+    /// last request of this run it received; and the largest.
+    pub traffic_tails_seconds: BTreeMap<String, f64>,
+    pub largest_tail_seconds: Option<f64>,
     /// Of the answered requests, in milliseconds.
     pub latency_ms: Latency,
     /// When the run started (Unix seconds), and when each request that was not answered
@@ -75,12 +103,53 @@ fn millis_precision(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
 }
 
-pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
+/// How requests reach the URL.
+enum Sender {
+    Fresh(Uri),
+    Pooled(Pool),
+}
+
+impl Sender {
+    /// The outcome and whether the request was retried.
+    async fn send(
+        &self,
+        key: &str,
+        timeout: Duration,
+    ) -> (Result<client::Response, Failure>, bool) {
+        match self {
+            Sender::Fresh(url) => (
+                client::send_with(Method::POST, url, Some(key), timeout).await,
+                false,
+            ),
+            Sender::Pooled(pool) => {
+                let sent = pool.send(Method::POST, Some(key), timeout).await;
+                (sent.result, sent.retried)
+            }
+        }
+    }
+}
+
+/// Runs the plan; once `stop` completes no further request leaves.
+pub async fn run(plan: Plan, stop: impl Future<Output = ()>) -> anyhow::Result<Summary> {
     // A bad URL is the caller's mistake, not a thousand connection errors.
     client::authority(&plan.url)?;
     if let Some(counter) = &plan.counter {
-        counter.reset().await.context("resetting the counter")?;
+        counter
+            .reset_run(&plan.run)
+            .await
+            .context("resetting the counter")?;
     }
+    let (sender, mode) = match plan.keep_alive {
+        Some(size) => (
+            Sender::Pooled(Pool::new(&plan.url, size)?),
+            format!("keep-alive {size}"),
+        ),
+        None => (
+            Sender::Fresh(plan.url.clone()),
+            "new connections".to_owned(),
+        ),
+    };
+    let sender = Arc::new(sender);
     let total = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
     let started_unix_seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -88,35 +157,50 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
         .as_secs_f64();
     let start = Instant::now();
     let mut requests = JoinSet::new();
+    let mut sent = 0;
+    tokio::pin!(stop);
     for i in 0..total {
         let offset = i as f64 / plan.rate;
-        tokio::time::sleep_until(start + Duration::from_secs_f64(offset)).await;
-        let url = plan.url.clone();
+        tokio::select! {
+            () = tokio::time::sleep_until(start + Duration::from_secs_f64(offset)) => {}
+            () = &mut stop => break,
+        }
+        sent += 1;
+        let sender = sender.clone();
         let timeout = plan.timeout;
+        let key = format!("{}-{i}", plan.run);
         requests.spawn(async move {
             let sent = Instant::now();
-            let outcome = match client::send(Method::POST, &url, timeout).await {
+            let (result, retried) = sender.send(&key, timeout).await;
+            let outcome = match result {
                 Ok(response) => Outcome::Answered {
                     status: response.status.as_u16(),
                     millis: sent.elapsed().as_secs_f64() * 1000.0,
                 },
                 Err(failure) => Outcome::Failed(failure),
             };
-            (offset, outcome)
+            (offset, outcome, retried)
         });
     }
     let mut summary = Summary {
         url: plan.url.to_string(),
+        run: plan.run.clone(),
+        mode,
         rate: plan.rate,
         duration_seconds: plan.duration.as_secs_f64(),
         timeout_seconds: plan.timeout.as_secs_f64(),
-        sent: total,
+        sent,
         ok: 0,
         non_2xx: 0,
         connection_errors: 0,
         timeouts: 0,
         statuses: BTreeMap::new(),
         errors: BTreeMap::new(),
+        lost: BTreeMap::new(),
+        retries: 0,
+        retries_ok: 0,
+        traffic_tails_seconds: BTreeMap::new(),
+        largest_tail_seconds: None,
         latency_ms: Latency::default(),
         started_unix_seconds: millis_precision(started_unix_seconds),
         failed_at_seconds: Vec::new(),
@@ -127,34 +211,63 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
     };
     let mut latencies = Vec::new();
     while let Some(joined) = requests.join_next().await {
-        let (offset, outcome) = joined.context("a request task failed")?;
-        match outcome {
+        let (offset, outcome, retried) = joined.context("a request task failed")?;
+        summary.retries += u64::from(retried);
+        let kind = match outcome {
             Outcome::Answered { status, millis } => {
                 latencies.push(millis);
-                if (200..300).contains(&status) {
-                    summary.ok += 1;
-                    continue;
+                match Kind::of_status(status) {
+                    None => {
+                        summary.ok += 1;
+                        summary.retries_ok += u64::from(retried);
+                        continue;
+                    }
+                    Some(kind) => {
+                        summary.non_2xx += 1;
+                        *summary.statuses.entry(status).or_default() += 1;
+                        kind
+                    }
                 }
-                summary.non_2xx += 1;
-                *summary.statuses.entry(status).or_default() += 1;
             }
-            Outcome::Failed(Failure::Timeout) => summary.timeouts += 1,
             Outcome::Failed(failure) => {
-                summary.connection_errors += 1;
-                *summary.errors.entry(failure.to_string()).or_default() += 1;
+                let kind = Kind::of_failure(&failure);
+                if matches!(failure, Failure::Timeout) {
+                    summary.timeouts += 1;
+                } else {
+                    summary.connection_errors += 1;
+                    *summary.errors.entry(failure.to_string()).or_default() += 1;
+                }
+                kind
             }
-        }
+        };
+        *summary.lost.entry(kind).or_default() += 1;
         summary.failed_at_seconds.push(millis_precision(offset));
     }
     summary.failed_at_seconds.sort_by(f64::total_cmp);
     summary.elapsed_seconds = start.elapsed().as_secs_f64();
     summary.latency_ms = latency(&mut latencies);
     if let Some(counter) = &plan.counter {
-        let count = counter.read().await.context("reading the counter")?.count;
+        let count = counter
+            .read_run(&plan.run)
+            .await
+            .context("reading the counter")?
+            .count;
         summary.counter = Some(count);
         // The count comes from another process: saturate rather than wrap.
         let difference = i128::from(count) - i128::from(summary.ok);
         summary.counter_minus_ok = Some(difference.clamp(i64::MIN.into(), i64::MAX.into()) as i64);
+        if let Some(path) = &plan.deletions {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let deletions = tail::parse_deletions(&text)
+                .with_context(|| format!("{} holds no deletion records", path.display()))?;
+            let last = counter
+                .last_requests(&plan.run)
+                .await
+                .context("reading the pods' last requests")?;
+            summary.traffic_tails_seconds = tail::tails(&deletions, &last);
+            summary.largest_tail_seconds = tail::largest(&summary.traffic_tails_seconds);
+        }
     }
     summary.lossless = summary.ok == summary.sent && summary.counter_minus_ok.unwrap_or(0) == 0;
     Ok(summary)
@@ -189,7 +302,14 @@ mod tests {
             duration,
             timeout,
             counter: None,
+            keep_alive: None,
+            run: "test".to_owned(),
+            deletions: None,
         }
+    }
+
+    fn go(plan: Plan) -> impl Future<Output = anyhow::Result<Summary>> {
+        run(plan, std::future::pending())
     }
 
     /// A port where nothing listens.
@@ -200,7 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_that_is_not_http_is_refused_before_sending() {
-        let error = run(plan(
+        let error = go(plan(
             "https://127.0.0.1/incr".to_owned(),
             10.0,
             Duration::from_secs(1),
@@ -214,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn refused_connections_are_counted_as_connection_errors() {
         let url = format!("http://127.0.0.1:{}/incr", closed_port());
-        let summary = run(plan(
+        let summary = go(plan(
             url,
             50.0,
             Duration::from_millis(200),
@@ -271,7 +391,7 @@ mod tests {
     #[tokio::test]
     async fn answers_errors_and_timeouts_are_told_apart() {
         let (url, _) = mixed_server().await;
-        let summary = run(plan(
+        let summary = go(plan(
             url,
             40.0,
             Duration::from_millis(200),
@@ -309,7 +429,7 @@ mod tests {
         // A closed loop would stall at the first hanging request (the 4th, at 0.15 s)
         // until its timeout (2.15 s); an open loop has sent all 20 by 0.95 s, and ends by
         // duration + timeout.
-        let run = tokio::spawn(run(plan(
+        let run = tokio::spawn(go(plan(
             url,
             20.0,
             Duration::from_secs(1),
@@ -342,7 +462,11 @@ mod tests {
 
         let app_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app_url = format!("http://{}/incr", app_listener.local_addr().unwrap());
-        let app = crate::app::App::new(counter.clone(), Duration::from_millis(100));
+        let app = crate::app::App::new(
+            counter.clone(),
+            Duration::from_millis(100),
+            "pod".to_owned(),
+        );
         tokio::spawn(
             async move { axum::serve(app_listener, crate::app::router(Arc::new(app))).await },
         );
@@ -354,7 +478,7 @@ mod tests {
             Duration::from_secs(2),
         );
         plan.counter = Some(counter);
-        let summary = run(plan).await.unwrap();
+        let summary = go(plan).await.unwrap();
         assert_eq!(
             (summary.sent, summary.ok, summary.counter),
             (20, 20, Some(20))

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The app: POST /incr works a while, has the counter record it, answers 200.
-    /// On SIGTERM it stops accepting at once, finishes in-flight requests, exits 0.
+    /// What it does on SIGTERM is --on-sigterm.
     Serve {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
@@ -36,14 +36,26 @@ enum Command {
         /// Work per request.
         #[arg(long, default_value = "100ms", value_parser = parse_duration)]
         work: Duration,
+        /// careful: close the listener, answer the requests still arriving on open
+        /// connections with `Connection: close`, close idle ones after 1 s, exit 0 once all
+        /// have ended. exit: exit 0 at once (the most common naive app). slow: as careful,
+        /// then --slow-drain more of shutdown work: longer than the default grace period.
+        #[arg(long, value_enum, default_value_t = OnSigterm::Careful)]
+        on_sigterm: OnSigterm,
+        #[arg(long, default_value = "35s", value_parser = parse_duration)]
+        slow_drain: Duration,
+        /// The pod's name, told to the counter with each request (for the traffic tails).
+        #[arg(long, env = "POD_NAME", default_value = "")]
+        pod: String,
     },
     /// The counter: POST /increments/{id}, GET /count, POST /reset. Counts each id once.
     Counter {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
     },
-    /// Sends POST requests to URL at a fixed rate, each on a new connection, then prints
-    /// a JSON summary of what came back.
+    /// Sends POST requests to URL at a fixed rate, each on a new connection or through a
+    /// pool of kept-alive ones, then prints a JSON summary of what came back. SIGTERM or
+    /// SIGINT ends it early: no request leaves after, those sent are awaited.
     Load {
         #[arg(long)]
         url: Uri,
@@ -58,6 +70,18 @@ enum Command {
         /// The counter's URL (http://host:port): reset before the run, compared after.
         #[arg(long)]
         counter: Option<String>,
+        /// Keep a pool of at most N kept-alive connections (retrying once a request whose
+        /// reused connection broke before any answer); without it, a new connection each.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        keep_alive: Option<u16>,
+        /// The run's name (letters, digits, `-`): its requests' idempotency keys are
+        /// RUN-N, so the counter counts it apart from other runs.
+        #[arg(long, default_value = "load", value_parser = parse_run)]
+        run: String,
+        /// The pod watcher's deletion records (NAME SEEN TIMESTAMP GRACE per line), read
+        /// at the end: each deleted pod's traffic tail (needs --counter).
+        #[arg(long)]
+        deletions: Option<PathBuf>,
     },
     /// Prints load summaries side by side: LABEL=FILE for each column.
     Report {
@@ -74,32 +98,53 @@ async fn main() -> anyhow::Result<()> {
             counter_host,
             counter_port,
             work,
+            on_sigterm,
+            slow_drain,
+            pod,
         } => {
             let counter = CounterClient::new(
                 &format!("http://{counter_host}:{counter_port}"),
                 Duration::from_secs(2),
             )?;
-            let app = Arc::new(app::App::new(counter, work));
-            serve(listen, app::router(app)).await
+            let app = Arc::new(app::App::new(counter, work, pod));
+            serve(listen, app::router(app), on_sigterm).await?;
+            if on_sigterm == OnSigterm::Slow {
+                eprintln!("shutdown work: {slow_drain:?} more before exiting");
+                tokio::time::sleep(slow_drain).await;
+            }
+            Ok(())
         }
-        Command::Counter { listen } => serve(listen, counter::router()).await,
+        Command::Counter { listen } => serve(listen, counter::router(), OnSigterm::Careful).await,
         Command::Load {
             url,
             rate,
             duration,
             timeout,
             counter,
+            keep_alive,
+            run,
+            deletions,
         } => {
             let counter = counter
                 .map(|base| CounterClient::new(&base, timeout))
                 .transpose()?;
-            let summary = load::run(load::Plan {
+            if deletions.is_some() && counter.is_none() {
+                bail!("--deletions needs --counter: the pods tell it their last requests");
+            }
+            let plan = load::Plan {
                 url,
                 rate,
                 duration,
                 timeout,
                 counter,
-            })
+                keep_alive: keep_alive.map(usize::from),
+                run,
+                deletions,
+            };
+            let summary = load::run(
+                plan,
+                terminated("no further requests; awaiting those sent")?,
+            )
             .await?;
             println!("{}", serde_json::to_string(&summary)?);
             Ok(())
@@ -119,27 +164,54 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(listen: SocketAddr, router: axum::Router) -> anyhow::Result<()> {
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnSigterm {
+    Careful,
+    Exit,
+    Slow,
+}
+
+async fn serve(
+    listen: SocketAddr,
+    router: axum::Router,
+    on_sigterm: OnSigterm,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     // Tests (and logs) learn the port from this line when --listen asks for port 0.
     println!("listening on {}", listener.local_addr()?);
-    graceful_victim::serve(listener, router, terminated()?).await?;
-    eprintln!("in-flight requests finished; exiting");
+    let signalled = terminated("closing the listener, draining the open connections")?;
+    let shutdown = async move {
+        signalled.await;
+        if on_sigterm == OnSigterm::Exit {
+            eprintln!("exiting at once");
+            std::process::exit(0);
+        }
+    };
+    graceful_victim::serve(listener, router, shutdown).await?;
+    eprintln!("every connection has ended");
     Ok(())
 }
 
-/// Completes at SIGTERM (the kubelet) or SIGINT (a terminal).
-fn terminated() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+/// Completes at SIGTERM (the kubelet) or SIGINT (a terminal), saying what follows.
+fn terminated(next: &'static str) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let mut term = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     Ok(async move {
         tokio::select! {
-            _ = term.recv() => eprintln!("SIGTERM: closing the listener, finishing in-flight requests"),
-            _ = int.recv() => eprintln!("SIGINT: closing the listener, finishing in-flight requests"),
+            _ = term.recv() => eprintln!("SIGTERM: {next}"),
+            _ = int.recv() => eprintln!("SIGINT: {next}"),
         }
     })
+}
+
+/// A run's name: letters, digits and `-`, as an idempotency key's prefix.
+fn parse_run(text: &str) -> anyhow::Result<String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        bail!("{text:?}: a run's name is letters, digits and -");
+    }
+    Ok(text.to_owned())
 }
 
 /// `40s`, `500ms`, `2m`, or plain seconds.
@@ -196,6 +268,17 @@ mod tests {
         assert_eq!(parse_rate("25").unwrap(), 25.0);
         for bad in ["0", "-3", "NaN", "inf", "x"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn run_names_fit_in_a_key() {
+        assert_eq!(
+            parse_run("ingress-keep-alive").unwrap(),
+            "ingress-keep-alive"
+        );
+        for bad in ["", "a b", "a/b", "a.b"] {
+            assert!(parse_run(bad).is_err(), "{bad}");
         }
     }
 

@@ -2,32 +2,75 @@
 
 use std::fmt::Write;
 
+use crate::kinds::Kind;
 use crate::load::Summary;
 
 /// A row's name and how a run fills its cell.
 type Row = (&'static str, fn(&Summary) -> String);
+/// A row whose cell depends on more than the summary (the kind of loss it counts).
+type Cell = Box<dyn Fn(&Summary) -> String>;
+
+/// The kinds of loss that any run had: the rest would be rows of zeros.
+fn lost_kinds(runs: &[(String, Summary)]) -> Vec<Kind> {
+    Kind::ALL
+        .into_iter()
+        .filter(|kind| {
+            runs.iter()
+                .any(|(_, s)| s.lost.get(kind).is_some_and(|n| *n > 0))
+        })
+        .collect()
+}
 
 pub fn table(runs: &[(String, Summary)]) -> String {
-    let rows: [Row; 8] = [
-        ("sent", |s| s.sent.to_string()),
-        ("2xx", |s| s.ok.to_string()),
-        ("non-2xx", |s| s.non_2xx.to_string()),
-        ("connection errors", |s| s.connection_errors.to_string()),
-        ("timeouts", |s| s.timeouts.to_string()),
+    let mut rows: Vec<(String, Cell)> = vec![
+        ("sent".to_owned(), Box::new(|s| s.sent.to_string())),
+        ("2xx".to_owned(), Box::new(|s| s.ok.to_string())),
+        (
+            "lost".to_owned(),
+            Box::new(|s| (s.sent - s.ok.min(s.sent)).to_string()),
+        ),
+    ];
+    for kind in lost_kinds(runs) {
+        rows.push((
+            format!("  {}", kind.label()),
+            Box::new(move |s| s.lost.get(&kind).copied().unwrap_or(0).to_string()),
+        ));
+    }
+    let fixed: [Row; 6] = [
+        ("retried (2xx after)", |s| {
+            format!("{} ({})", s.retries, s.retries_ok)
+        }),
         ("counter", |s| or_dash(s.counter)),
         ("counter - 2xx", |s| or_dash(s.counter_minus_ok)),
+        ("largest tail (s)", |s| {
+            s.largest_tail_seconds
+                .map_or_else(|| "-".to_owned(), |t| format!("{t:.1}"))
+        }),
         ("lost nothing", |s| {
             if s.lossless { "yes" } else { "no" }.to_owned()
         }),
+        ("mode", |s| s.mode.clone()),
     ];
+    rows.extend(
+        fixed
+            .into_iter()
+            .map(|(name, cell)| (name.to_owned(), Box::new(cell) as Cell)),
+    );
     let label_width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = runs.iter().map(|(name, _)| name.len().max(6)).collect();
+    let widths: Vec<usize> = runs
+        .iter()
+        .map(|(name, summary)| {
+            rows.iter()
+                .map(|(_, cell)| cell(summary).len())
+                .fold(name.len().max(6), usize::max)
+        })
+        .collect();
     let mut out = format!("{:label_width$}", "");
     for ((name, _), width) in runs.iter().zip(&widths) {
         let _ = write!(out, "  {name:>width$}");
     }
     out.push('\n');
-    for (row, cell) in rows {
+    for (row, cell) in &rows {
         let _ = write!(out, "{row:label_width$}");
         for ((_, summary), width) in runs.iter().zip(&widths) {
             let _ = write!(out, "  {:>width$}", cell(summary));
@@ -50,6 +93,8 @@ mod tests {
     fn summary(ok: u64, connection_errors: u64, counter: Option<u64>) -> Summary {
         Summary {
             url: "http://198.18.0.10/incr".to_owned(),
+            run: "load".to_owned(),
+            mode: "new connections".to_owned(),
             rate: 25.0,
             duration_seconds: 40.0,
             timeout_seconds: 10.0,
@@ -60,6 +105,17 @@ mod tests {
             timeouts: 1000 - ok - connection_errors,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
+            lost: [
+                (Kind::Refused, connection_errors),
+                (Kind::Timeout, 1000 - ok - connection_errors),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+            retries: 0,
+            retries_ok: 0,
+            traffic_tails_seconds: BTreeMap::new(),
+            largest_tail_seconds: (connection_errors > 0).then_some(2.04),
             latency_ms: Latency::default(),
             started_unix_seconds: 0.0,
             failed_at_seconds: Vec::new(),
@@ -81,15 +137,18 @@ mod tests {
         assert_eq!(
             format!("\n{}", table(&runs)),
             "
-                   without policy  with policy  no counter
-sent                         1000         1000        1000
-2xx                           996         1000        1000
-non-2xx                         0            0           0
-connection errors               3            0           0
-timeouts                        1            0           0
-counter                       997         1000           -
-counter - 2xx                   1            0           -
-lost nothing                   no          yes         yes
+                      without policy      with policy       no counter
+sent                            1000             1000             1000
+2xx                              996             1000             1000
+lost                               4                0                0
+  refused                          3                0                0
+  timeout                          1                0                0
+retried (2xx after)            0 (0)            0 (0)            0 (0)
+counter                          997             1000                -
+counter - 2xx                      1                0                -
+largest tail (s)                 2.0                -                -
+lost nothing                      no              yes              yes
+mode                 new connections  new connections  new connections
 "
         );
     }
