@@ -36,7 +36,16 @@ fn apply_at(
 ) -> (Value, Mutation) {
     let root = PointerBuf::parse(root).unwrap();
     let view: PodView = serde_json::from_value(root.resolve(document).unwrap().clone()).unwrap();
-    let mutation = mutate(&view, &root, Governing { name: "web", spec }, caps);
+    let mutation = mutate(
+        &view,
+        &root,
+        Governing {
+            name: "web",
+            spec,
+            services: &[],
+        },
+        caps,
+    );
     let mut patched = document.clone();
     json_patch::patch(&mut patched, &mutation.patch.0).expect("the patch applies");
     (patched, mutation)
@@ -475,6 +484,7 @@ fn the_root_pointer_prefixes_every_operation() {
         Governing {
             name: "web",
             spec: &spec(),
+            services: &[],
         },
         Capabilities::default(),
     );
