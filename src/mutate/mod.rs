@@ -107,11 +107,19 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
     let grace = want.max(current.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS));
     let hook = desired_hook(&spec.drain, caps);
     let variables = env::wanted(spec, grace);
-    let signal = stop_signal(spec, pod, caps, &mut edit);
-    for (index, container) in pod.spec.containers.iter().enumerate() {
-        if Role::of(container, pod, policy) != Role::App {
-            continue;
-        }
+    let apps: Vec<(usize, &ContainerView)> = pod
+        .spec
+        .containers
+        .iter()
+        .enumerate()
+        .filter(|(_, container)| Role::of(container, pod, policy) == Role::App)
+        .collect();
+    let signal = if apps.is_empty() {
+        None
+    } else {
+        stop_signal(spec, pod, caps, &mut edit)
+    };
+    for (index, container) in apps {
         let base = ContainerPath::new(index, &container.name);
         let mut lifecycle = container.lifecycle.is_some();
         if let Some(hook) = &hook {
