@@ -453,7 +453,7 @@ async fn a_native_sidecar_outlives_an_app_that_uses_its_whole_budget() {
     let spec = pod(
         "sidecar",
         node,
-        json!({"initContainers": [sidecar],
+        json!({"terminationGracePeriodSeconds": 5, "initContainers": [sidecar],
                "containers": [draining("app", "TERM", "\"$GRACEFUL_SHUTDOWN_BUDGET_SECONDS\"")]}),
     );
     let spec = governed(
