@@ -489,15 +489,9 @@ impl<'a> Edit<'a> {
             ));
             return;
         }
-        let mut list: Vec<Value> = Vec::new();
         let mut changed = Vec::new();
         let current = container.env.as_deref().unwrap_or_default();
-        for variable in current {
-            let mut value = serde_json::Map::new();
-            value.insert("name".to_owned(), json!(variable.name));
-            value.extend(variable.rest.clone());
-            list.push(Value::Object(value));
-        }
+        let mut list: Vec<Value> = current.iter().map(EnvVarView::to_json).collect();
         for variable in wanted {
             let field = at.field(&["env[", &variable.name, "]"]);
             let to = json!(variable.value);
@@ -510,21 +504,27 @@ impl<'a> Edit<'a> {
                 });
                 continue;
             };
-            let have = current[index].rest.get("value");
-            if have == Some(&to) && current[index].rest.len() == 1 {
+            let existing = &current[index];
+            // Only a plain value can be graceful's own.
+            let have = match (&existing.value, &existing.value_from) {
+                (Some(value), None) => Some(json!(value)),
+                _ => None,
+            };
+            if have.as_ref() == Some(&to) {
                 continue;
             }
-            let ours = earlier.is_some_and(|record| {
-                record
-                    .changes
-                    .iter()
-                    .any(|c| c.field == field && Some(&c.to) == have)
-            });
-            if ours && current[index].rest.len() == 1 {
+            let ours = have.is_some()
+                && earlier.is_some_and(|record| {
+                    record
+                        .changes
+                        .iter()
+                        .any(|c| c.field == field && Some(&c.to) == have.as_ref())
+                });
+            if ours {
                 list[index] = json!({"name": variable.name, "value": variable.value});
                 changed.push(FieldChange {
                     field,
-                    from: have.cloned(),
+                    from: have,
                     to,
                 });
             } else {

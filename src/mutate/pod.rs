@@ -99,11 +99,28 @@ pub struct PortView {
 
 /// A variable as the container sets it; kept whole, as the patch rewrites the list.
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct EnvVarView {
     pub name: String,
-    /// The rest (`value`, `valueFrom`), as written.
-    #[serde(flatten)]
-    pub rest: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_from: Option<Value>,
+}
+
+impl EnvVarView {
+    /// The variable as the Pod API writes it.
+    pub fn to_json(&self) -> Value {
+        let mut variable = serde_json::Map::new();
+        variable.insert("name".to_owned(), Value::String(self.name.clone()));
+        if let Some(value) = &self.value {
+            variable.insert("value".to_owned(), Value::String(value.clone()));
+        }
+        if let Some(from) = &self.value_from {
+            variable.insert("valueFrom".to_owned(), from.clone());
+        }
+        Value::Object(variable)
+    }
 }
 
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
