@@ -17,6 +17,7 @@ fn mutation(c: &mut Criterion) {
     let governing = Governing {
         name: "web",
         spec: &policy.spec,
+        services: &[],
     };
     let caps = Capabilities::default();
     let view: PodView = serde_json::from_slice(&bytes).expect("a pod view");

@@ -6,8 +6,9 @@
 
 use json_patch::jsonptr::Pointer;
 
-use crate::api::{Mode, POLICY_KEY};
-use crate::mutate::{Capabilities, Governing, Mutation, PodView, mutate};
+use crate::api::{Jobs, Mode, POLICY_KEY};
+use crate::kinds::Kind;
+use crate::mutate::{Backend, Capabilities, Governing, Mutation, PodView, mutate};
 use crate::resolve::{Owner, Reason, Resolution, Source, Subject, Ungoverned, resolve};
 use crate::webhook::policies::NamespacePolicies;
 
@@ -20,6 +21,8 @@ pub struct Pod<'a> {
     pub source: &'a Source,
     /// Nearest first.
     pub owners: &'a [Owner],
+    /// The Services of its namespace, for policies with `targets: Serving`.
+    pub services: &'a [Backend],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,9 +81,20 @@ pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) ->
             policy.name
         ));
     };
+    if spec.jobs == Jobs::Skip
+        && matches!(reason, Reason::Selector { .. })
+        && let Some(job) = job_of(pod)
+    {
+        let why = Ungoverned::Job {
+            job,
+            policy: policy.name.clone(),
+        };
+        return Verdict::NotGoverned { why, warnings };
+    }
     let governing = Governing {
         name: &policy.name,
         spec,
+        services: pod.services,
     };
     Verdict::Governed {
         policy: policy.name.clone(),
@@ -89,4 +103,26 @@ pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) ->
         mutation: mutate(pod.view, pod.root, governing, caps),
         warnings,
     }
+}
+
+/// The Job or CronJob the pod belongs to: its controller, one of its owners, or itself
+/// as a template in a manifest.
+fn job_of(pod: Pod<'_>) -> Option<Source> {
+    let is_job = |kind: &str| kind == Kind::Job.name() || kind == Kind::CronJob.name();
+    if let Some(controller) = pod.view.controller()
+        && matches!(
+            Kind::of(&controller.api_version, &controller.kind),
+            Some(Kind::Job | Kind::CronJob)
+        )
+    {
+        return Some(Source {
+            kind: controller.kind.clone(),
+            name: controller.name.clone(),
+        });
+    }
+    let owners = pod.owners.iter().map(|owner| &owner.source);
+    std::iter::once(pod.source)
+        .chain(owners)
+        .find(|source| is_job(&source.kind))
+        .cloned()
 }

@@ -151,14 +151,20 @@ pub fn workload(document: usize, value: &Value) -> Result<Option<Workload>, Mani
             policy: annotation(value, &["metadata"]),
         });
     }
-    let namespace = str_at(value, &["metadata", "namespace"]).unwrap_or(DEFAULT_NAMESPACE);
     Ok(Some(Workload {
-        namespace: namespace.to_owned(),
+        namespace: namespace_of(value),
         source,
         root,
         pod,
         owners,
     }))
+}
+
+/// The namespace of an object, as the apiserver would put it.
+pub fn namespace_of(value: &Value) -> String {
+    str_at(value, &["metadata", "namespace"])
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_owned()
 }
 
 /// The GracefulPolicy in a document, or `None` for a document of another kind.

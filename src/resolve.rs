@@ -83,6 +83,8 @@ pub enum Ungoverned {
     OptedOut(Source),
     /// The annotation on this object names a policy the namespace does not have.
     UnknownPolicy { name: String, on: Source },
+    /// The policy's selector matches a pod of a Job, and the policy skips Jobs.
+    Job { job: Source, policy: String },
 }
 
 impl Resolution<'_> {
@@ -113,6 +115,10 @@ impl std::fmt::Display for Ungoverned {
             Ungoverned::UnknownPolicy { name, on } => write!(
                 f,
                 "{on} names GracefulPolicy {name:?} in {POLICY_KEY}, but its namespace has no such policy"
+            ),
+            Ungoverned::Job { job, policy } => write!(
+                f,
+                "it belongs to {job}, and GracefulPolicy {policy:?} skips Jobs (jobs: Skip; annotate the Job with {POLICY_KEY}, or set jobs: Include)"
             ),
         }
     }

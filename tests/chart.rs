@@ -141,6 +141,9 @@ fn default_values_render_what_kustomize_builds() {
         .remove("Namespace//graceful-system")
         .expect("manifests/ has the namespace");
     assert_same(&template(&[]), &kustomized);
+    // Proxies an injector adds after graceful's pass get a second pass, in both.
+    let webhook = &kustomized["MutatingWebhookConfiguration//graceful"]["webhooks"][0];
+    assert_eq!(webhook["reinvocationPolicy"], "IfNeeded");
 
     kustomized.insert("Namespace//graceful-system".into(), namespace);
     assert_same(&template(&["--set", "namespace.create=true"]), &kustomized);

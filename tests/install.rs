@@ -185,6 +185,9 @@ async fn the_service_account_may_do_what_the_code_needs_and_nothing_more() {
         "patch gracefulpolicies.graceful.dev --subresource=status -n shop",
         "list pods -A",
         "watch pods -A",
+        // The Service cache behind targets: Serving.
+        "list services -A",
+        "watch services -A",
         "get replicasets.apps -n shop",
         "watch deployments.apps -A",
         "list statefulsets.apps -A",
@@ -274,6 +277,7 @@ async fn the_service_account_may_do_what_the_code_needs_and_nothing_more() {
         async move { wrote.filter(|&n| n > 0.0) }
     })
     .await;
+    // The series exists at zero from the start.
     assert_eq!(
         graceful.metric("graceful_status_writes_total{result=\"error\"}"),
         Some(0.0)

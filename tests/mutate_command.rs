@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use graceful::manifest;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use invalid_policies::{INVALID, LONG_NAME_MESSAGE, policy_yaml};
 
@@ -125,6 +125,113 @@ fn the_annotated_deployment_gets_the_recipe() {
         documents[1]["kind"], "Service",
         "other documents pass through"
     );
+}
+
+/// The second pass over pods an injector changed after graceful's first is right (a
+/// native proxy's shutdown joins the grace period, the proxies' drains are aligned,
+/// nothing lands on a proxy) and a further pass has nothing left to do.
+#[test]
+fn after_an_injector_graceful_finishes_its_work_once() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mesh-reinvoked");
+    let args = [
+        "mutate",
+        "-f",
+        "manifest.yaml",
+        "--policy",
+        "policy.yaml",
+        "-o",
+        "patch",
+    ];
+    let again = graceful(&dir, &args);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stdout).trim(),
+        "[]",
+        "a third pass changes nothing"
+    );
+
+    let documents = values(&std::fs::read_to_string(dir.join("manifest.yaml")).unwrap());
+    let input = values(&std::fs::read_to_string(dir.join("input.yaml")).unwrap());
+    let grace: Vec<&Value> = documents
+        .iter()
+        .map(|d| &d["spec"]["terminationGracePeriodSeconds"])
+        .collect();
+    assert_eq!(grace, [&Value::Null, &json!(35), &Value::Null, &json!(35)]);
+    for (pod, before) in documents.iter().zip(&input) {
+        assert_eq!(
+            pod["spec"]["initContainers"],
+            before["spec"]["initContainers"]
+        );
+        for container in pod["spec"]["containers"].as_array().unwrap() {
+            if container["name"] == "istio-proxy" {
+                assert_eq!(container, &before["spec"]["containers"][1]);
+            }
+        }
+    }
+    let annotations = |i: usize| &documents[i]["metadata"]["annotations"];
+    assert!(
+        annotations(0)["proxy.istio.io/config"]
+            .as_str()
+            .unwrap()
+            .contains("25s")
+    );
+    assert!(
+        annotations(1)["proxy.istio.io/config"]
+            .as_str()
+            .unwrap()
+            .contains("\"5s\"")
+    );
+    assert_eq!(
+        annotations(2)["config.alpha.linkerd.io/proxy-wait-before-exit-seconds"],
+        "25"
+    );
+    assert_eq!(
+        documents[2]["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"],
+        json!(["/bin/sleep", "25"])
+    );
+}
+
+/// With meshDrain: Warn the proxies' own settings stay, and each contradiction is named.
+#[test]
+fn a_contradicting_mesh_drain_is_named_and_kept() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mesh-reinvoked");
+    let policy = std::fs::read_to_string(dir.join("policy.yaml"))
+        .unwrap()
+        .replace("meshDrain: Align", "meshDrain: Warn");
+    let scratch = std::env::temp_dir().join(format!("graceful-mesh-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join("policy.yaml"), policy).unwrap();
+    std::fs::copy(dir.join("input.yaml"), scratch.join("input.yaml")).unwrap();
+    let output = graceful(
+        &scratch,
+        &[
+            "mutate",
+            "-f",
+            "input.yaml",
+            "--policy",
+            "policy.yaml",
+            "-o",
+            "patch",
+        ],
+    );
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("Pod/web-istio: istio-proxy stops 5s into the shutdown"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("Pod/web-istio-native: istio-proxy drains for 30s after the app has exited"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Pod/web-linkerd: linkerd-proxy stops 10s"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("web-linkerd-native"), "{stderr}");
+    let patches: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(!patches.to_string().contains("proxy.istio.io~1config"));
 }
 
 fn failure(input: &str, extra: &[&str]) -> String {

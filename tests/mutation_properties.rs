@@ -1,14 +1,24 @@
 //! Properties of the mutation engine over generated pods and policies.
 
 use graceful::api::{
-    Budget, Drain, ExistingHooks, GracefulPolicySpec, Mode, PreStopAction, Readiness,
+    Budget, BudgetEnv, BudgetVariable, Drain, EnvFormat, ExistingHooks, GracefulPolicySpec, Mode,
+    PreStopAction, Readiness, Sidecars, StopSignal,
 };
-use graceful::mutate::{Capabilities, DEFAULT_GRACE_PERIOD_SECONDS, Governing, PodView, mutate};
+use graceful::mutate::{
+    Capabilities, DEFAULT_GRACE_PERIOD_SECONDS, Governing, PodView, grace_period_needed, mutate,
+};
 use json_patch::jsonptr::Pointer;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-const NAMES: [&str; 5] = ["app", "proxy", "worker", "log-shipper", "cache"];
+const NAMES: [&str; 6] = [
+    "app",
+    "proxy",
+    "worker",
+    "log-shipper",
+    "cache",
+    "istio-proxy",
+];
 
 fn hook() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -49,8 +59,21 @@ fn probe() -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
+fn env() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(json!([]))),
+        Just(Some(
+            json!([{"name": "GRACEFUL_SHUTDOWN_BUDGET_SECONDS", "value": "99"}])
+        )),
+        Just(Some(
+            json!([{"name": "LANG", "value": "C"}, {"name": "DRAIN", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}])
+        )),
+    ]
+}
+
 fn container(name: &'static str) -> impl Strategy<Value = Value> {
-    (lifecycle(), probe()).prop_map(move |(lifecycle, probe)| {
+    (lifecycle(), probe(), env(), any::<bool>()).prop_map(move |(lifecycle, probe, env, from)| {
         let mut container = Map::new();
         container.insert("name".into(), json!(name));
         container.insert("image".into(), json!(format!("registry.example/{name}:1")));
@@ -59,6 +82,15 @@ fn container(name: &'static str) -> impl Strategy<Value = Value> {
         }
         if let Some(probe) = probe {
             container.insert("readinessProbe".into(), probe);
+        }
+        if let Some(env) = env {
+            container.insert("env".into(), env);
+        }
+        if from && name == "worker" {
+            container.insert(
+                "envFrom".into(),
+                json!([{"configMapRef": {"name": "settings"}}]),
+            );
         }
         Value::Object(container)
     })
@@ -83,15 +115,28 @@ fn pod() -> impl Strategy<Value = Value> {
         containers,
         proptest::option::of(0i64..200),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(metadata, containers, grace, init)| {
+        .prop_map(|(metadata, containers, grace, init, sidecar)| {
             let mut spec = Map::new();
             spec.insert("containers".into(), Value::Array(containers));
             if let Some(grace) = grace {
                 spec.insert("terminationGracePeriodSeconds".into(), json!(grace));
             }
+            let mut init_containers = Vec::new();
             if init {
-                spec.insert("initContainers".into(), json!([{"name": "init"}]));
+                init_containers.push(json!({"name": "init"}));
+            }
+            if sidecar {
+                init_containers.push(json!({"name": "linkerd-proxy", "restartPolicy": "Always",
+                    "image": "cr.l5d.io/linkerd/proxy:edge-25.1.1"}));
+                init_containers.push(
+                    json!({"name": "log-shipper-sidecar", "restartPolicy": "Always",
+                    "lifecycle": {"preStop": {"exec": {"command": ["flush"]}}}}),
+                );
+            }
+            if !init_containers.is_empty() {
+                spec.insert("initContainers".into(), Value::Array(init_containers));
             }
             let mut pod = Map::new();
             if let Some((labels, annotations)) = metadata {
@@ -130,6 +175,7 @@ fn policy() -> impl Strategy<Value = GracefulPolicySpec> {
             safety_margin_seconds: margin,
             pre_stop,
             existing_hooks,
+            stop_signal: None,
         });
     let timing = proptest::option::of(1i32..10);
     let readiness = proptest::option::of((timing.clone(), timing.clone(), timing, any::<bool>()))
@@ -148,19 +194,40 @@ fn policy() -> impl Strategy<Value = GracefulPolicySpec> {
         NAMES.iter().copied().chain(["ghost"]).collect::<Vec<_>>(),
         0..3,
     );
+    let env = proptest::option::of(any::<bool>()).prop_map(|env| {
+        env.map(|standard| BudgetEnv {
+            standard,
+            budget: vec![BudgetVariable {
+                name: "SPRING_LIFECYCLE_TIMEOUT_PER_SHUTDOWN_PHASE".into(),
+                format: EnvFormat::Duration,
+            }],
+        })
+    });
+    let signal = proptest::option::of(Just(StopSignal::SIGQUIT));
     (
         drain,
         readiness,
         containers,
         prop_oneof![Just(Mode::Enforce), Just(Mode::Audit)],
+        (env, signal, 0i64..60),
     )
-        .prop_map(|(drain, readiness, containers, mode)| GracefulPolicySpec {
-            selector: None,
-            drain,
-            readiness,
-            containers: containers.into_iter().map(str::to_owned).collect(),
-            mode,
-        })
+        .prop_map(
+            |(mut drain, readiness, containers, mode, (env, signal, sidecar_seconds))| {
+                drain.stop_signal = signal;
+                GracefulPolicySpec {
+                    drain,
+                    readiness,
+                    containers: containers.into_iter().map(str::to_owned).collect(),
+                    mode,
+                    env,
+                    sidecars: Sidecars {
+                        shutdown_seconds: sidecar_seconds,
+                        ..Sidecars::default()
+                    },
+                    ..GracefulPolicySpec::default()
+                }
+            },
+        )
 }
 
 fn capabilities() -> impl Strategy<Value = Capabilities> {
@@ -172,7 +239,11 @@ fn capabilities() -> impl Strategy<Value = Capabilities> {
 
 fn run(pod: &Value, spec: &GracefulPolicySpec, caps: Capabilities) -> (Value, usize) {
     let view: PodView = serde_json::from_value(pod.clone()).expect("a pod view");
-    let governing = Governing { name: "web", spec };
+    let governing = Governing {
+        name: "web",
+        spec,
+        services: &[],
+    };
     let mutation = mutate(&view, Pointer::root(), governing, caps);
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &mutation.patch.0).expect("the patch applies");
@@ -240,6 +311,54 @@ proptest! {
     }
 
     #[test]
+    fn the_grace_period_covers_the_app_and_the_native_sidecars_after_it(
+        pod in pod(), spec in policy(), caps in capabilities()
+    ) {
+        let (patched, _) = run(&pod, &spec, caps);
+        if spec.mode == Mode::Enforce {
+            let view: PodView = serde_json::from_value(pod.clone()).expect("a pod view");
+            let needed = grace_period_needed(&spec, &view);
+            prop_assert!(grace(&patched) >= needed);
+            let budget = spec.drain.budget;
+            let app = budget.pre_stop_sleep_seconds + budget.shutdown_budget_seconds;
+            let sidecars = pod["spec"]["initContainers"].as_array().into_iter().flatten()
+                .any(|c| c["restartPolicy"] == "Always");
+            let after_app = if sidecars { spec.sidecars.shutdown_seconds } else { 0 };
+            prop_assert!(grace(&patched) >= app + after_app + spec.drain.safety_margin_seconds);
+        }
+    }
+
+    #[test]
+    fn sidecars_proxies_and_opted_out_containers_get_nothing(
+        pod in pod(), spec in policy(), caps in capabilities()
+    ) {
+        let (patched, _) = run(&pod, &spec, caps);
+        let before = pod["spec"]["containers"].as_array().unwrap();
+        for (index, container) in patched["spec"]["containers"].as_array().unwrap().iter().enumerate() {
+            let opted_out = before[index]["lifecycle"]["preStop"]["sleep"]["seconds"] == 0;
+            if container["name"] == "istio-proxy" || opted_out {
+                prop_assert_eq!(container, &before[index]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_variable_the_container_sets_is_never_overwritten(
+        pod in pod(), spec in policy(), caps in capabilities()
+    ) {
+        let (patched, _) = run(&pod, &spec, caps);
+        let before = pod["spec"]["containers"].as_array().unwrap();
+        for (index, container) in patched["spec"]["containers"].as_array().unwrap().iter().enumerate() {
+            let had = before[index]["env"].as_array().cloned().unwrap_or_default();
+            let has = container["env"].as_array().cloned().unwrap_or_default();
+            prop_assert_eq!(&has[..had.len()], &had[..]);
+            if before[index].get("envFrom").is_some() {
+                prop_assert_eq!(has.len(), had.len());
+            }
+        }
+    }
+
+    #[test]
     fn containers_outside_the_policy_and_init_containers_are_untouched(
         pod in pod(), spec in policy(), caps in capabilities()
     ) {
@@ -249,6 +368,7 @@ proptest! {
         for (index, container) in patched["spec"]["containers"].as_array().unwrap().iter().enumerate() {
             let name = container["name"].as_str().unwrap();
             let governed = spec.containers.is_empty() || spec.containers.iter().any(|c| c == name);
+            let governed = governed && name != "istio-proxy";
             if !governed || spec.mode == Mode::Audit {
                 prop_assert_eq!(container, &before[index]);
             }

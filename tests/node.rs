@@ -14,6 +14,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use graceful::api::GracefulPolicySpec;
+use graceful::mutate::{Capabilities, Governing, PodView, mutate};
+use json_patch::jsonptr::Pointer;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
@@ -398,4 +401,212 @@ async fn a_prestop_sleep_delays_sigterm() {
         (3.0..6.0).contains(&after),
         "SIGTERM {after} s after the delete"
     );
+}
+
+/// `pod` as graceful's engine changes it under `policy` (a GracefulPolicy spec in YAML),
+/// on a Kubernetes 1.36 apiserver: the same step the webhook takes.
+fn governed(pod: Pod, policy: &str) -> Pod {
+    let spec: GracefulPolicySpec = serde_yaml_ng::from_str(policy).expect("a policy spec");
+    let mut value = serde_json::to_value(&pod).expect("a pod");
+    let view: PodView = serde_json::from_value(value.clone()).expect("a pod view");
+    let governing = Governing {
+        name: "node",
+        spec: &spec,
+        services: &[],
+    };
+    let caps = Capabilities::for_server_version(1, 36);
+    let mutation = mutate(&view, Pointer::root(), governing, caps);
+    json_patch::patch(&mut value, &mutation.patch.0).expect("the patch applies");
+    serde_json::from_value(value).expect("a governed pod")
+}
+
+/// The terminated state of the container or init container `name`.
+fn terminated_named<'a>(pod: &'a Pod, name: &str) -> &'a ContainerStateTerminated {
+    let status = pod.status.as_ref();
+    let statuses = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .chain(status.and_then(|s| s.init_container_statuses.as_ref()))
+        .flatten();
+    statuses
+        .filter(|s| s.name == name)
+        .find_map(|s| s.state.as_ref()?.terminated.as_ref())
+        .unwrap_or_else(|| panic!("no terminated {name} in {:?}", pod.status))
+}
+
+/// A process that drains for `seconds` (a shell expression) after `signal`, then exits 0.
+fn draining(name: &str, signal: &str, seconds: &str) -> Value {
+    container(
+        name,
+        &format!("trap 'sleep {seconds}; exit 0' {signal}\nsleep 3600 &\nwait"),
+    )
+}
+
+#[tokio::test]
+async fn a_native_sidecar_outlives_an_app_that_uses_its_whole_budget() {
+    let (cluster, node) = support::node_cluster();
+    let client = cluster.client().await;
+    let ns = support::namespace(&client, "node-sidecar").await;
+    let pods = Api::<Pod>::namespaced(client, &ns);
+    let mut sidecar = draining("shipper", "TERM", "2");
+    sidecar["restartPolicy"] = json!("Always");
+    let spec = pod(
+        "sidecar",
+        node,
+        json!({"terminationGracePeriodSeconds": 5, "initContainers": [sidecar],
+               "containers": [draining("app", "TERM", "\"$GRACEFUL_SHUTDOWN_BUDGET_SECONDS\"")]}),
+    );
+    let spec = governed(
+        spec,
+        "drain: {preStopSleepSeconds: 1, shutdownBudgetSeconds: 4, safetyMarginSeconds: 3}\n\
+         sidecars: {shutdownSeconds: 4}\nenv: {}\n",
+    );
+    assert_eq!(
+        spec.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds),
+        Some(12),
+        "sleep 1 + budget 4 + sidecars 4 + margin 3"
+    );
+    let name = run(&pods, &spec).await;
+    let created = pods.get(&name).await.expect("the pod");
+    let shipper = &created
+        .spec
+        .as_ref()
+        .expect("a spec")
+        .init_containers
+        .as_ref()
+        .expect("init containers")[0];
+    assert!(
+        shipper.lifecycle.is_none(),
+        "nothing is added to a native sidecar"
+    );
+
+    let deletion = delete_and_follow(&pods, &name).await;
+    let app = terminated_named(&deletion.gone, "app");
+    let shipper = terminated_named(&deletion.gone, "shipper");
+    println!("app {app:?}\nshipper {shipper:?}");
+    assert_eq!(app.exit_code, 0, "the app drained and exited: {app:?}");
+    assert_eq!(
+        shipper.exit_code, 0,
+        "the sidecar was not SIGKILLed: {shipper:?}"
+    );
+    let finished = |t: &ContainerStateTerminated| t.finished_at.clone().expect("a finishedAt").0;
+    assert!(
+        finished(shipper) >= finished(app),
+        "the sidecar outlives the app"
+    );
+}
+
+#[tokio::test]
+async fn an_app_that_drains_for_its_budget_variable_exits_before_the_deadline() {
+    let (cluster, node) = support::node_cluster();
+    let client = cluster.client().await;
+    let ns = support::namespace(&client, "node-budget").await;
+    let pods = Api::<Pod>::namespaced(client, &ns);
+    let script = "\"$GRACEFUL_SHUTDOWN_BUDGET_SECONDS\"";
+    let spec = pod(
+        "budget",
+        node,
+        json!({"containers": [draining("app", "TERM", script)]}),
+    );
+    let spec = governed(
+        spec,
+        "drain: {preStopSleepSeconds: 1, shutdownBudgetSeconds: 6, safetyMarginSeconds: 3}\n\
+         env: {budget: [{name: SPRING_LIFECYCLE_TIMEOUT_PER_SHUTDOWN_PHASE, format: Duration}]}\n",
+    );
+    let env = spec.spec.as_ref().expect("a spec").containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let value = |name: &str| {
+        env.iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.value.clone())
+    };
+    assert_eq!(
+        value("GRACEFUL_SHUTDOWN_BUDGET_SECONDS").as_deref(),
+        Some("6")
+    );
+    assert_eq!(
+        value("GRACEFUL_TERMINATION_GRACE_PERIOD_SECONDS").as_deref(),
+        Some("30")
+    );
+    assert_eq!(
+        value("SPRING_LIFECYCLE_TIMEOUT_PER_SHUTDOWN_PHASE").as_deref(),
+        Some("6s")
+    );
+    let name = run(&pods, &spec).await;
+
+    let deletion = delete_and_follow(&pods, &name).await;
+    let end = terminated(&deletion.gone);
+    let deadline = deletion
+        .requested
+        .metadata
+        .deletion_timestamp
+        .expect("a deletionTimestamp");
+    let finished = end.finished_at.clone().expect("a finishedAt");
+    println!("deadline {} finished {} {end:?}", deadline.0, finished.0);
+    assert_eq!(
+        end.exit_code, 0,
+        "drained and exited, not SIGKILLed: {end:?}"
+    );
+    assert!(finished.0 < deadline.0, "exited before the deadline");
+}
+
+/// The stop signal through the real apiserver (with the ContainerStopSignals gate) and
+/// node. The apiserver keeps the field; the node honours it only if its runtime reports
+/// the signal back in the container status, which containerd 1.6 does not: then the
+/// app, which drains only on SIGQUIT, is SIGKILLed, and the test says so.
+#[tokio::test]
+async fn an_app_that_drains_only_on_sigquit_gets_sigquit_from_the_policy() {
+    let (cluster, node) = support::node_cluster();
+    let client = cluster.client().await;
+    let ns = support::namespace(&client, "node-signal").await;
+    let pods = Api::<Pod>::namespaced(client, &ns);
+    let mut app = draining("app", "QUIT", "1");
+    app["command"][2] = json!(format!(
+        "trap '' TERM\n{}",
+        app["command"][2].as_str().unwrap_or_default()
+    ));
+    let spec = pod(
+        "signal",
+        node,
+        json!({"terminationGracePeriodSeconds": 6, "containers": [app]}),
+    );
+    let spec = governed(
+        spec,
+        "drain: {preStopSleepSeconds: 1, shutdownBudgetSeconds: 2, safetyMarginSeconds: 1, stopSignal: SIGQUIT}\n",
+    );
+    let name = run(&pods, &spec).await;
+    let created = pods.get(&name).await.expect("the pod");
+    let container = &created.spec.as_ref().expect("a spec").containers[0];
+    let signal = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.stop_signal.clone());
+    assert_eq!(
+        signal.as_deref(),
+        Some("SIGQUIT"),
+        "the apiserver keeps the stop signal"
+    );
+    let reported = status_of(&created).and_then(|s| s.stop_signal.clone());
+    println!("the runtime reports stop signal {reported:?}");
+
+    let deletion = delete_and_follow(&pods, &name).await;
+    let end = terminated(&deletion.gone);
+    println!("{end:?}");
+    match reported.as_deref() {
+        Some("SIGQUIT") => assert_eq!(end.exit_code, 0, "drained on SIGQUIT: {end:?}"),
+        _ => {
+            eprintln!(
+                "the node's runtime does not honour lifecycle.stopSignal (no stopSignal in the container status): exit code {}",
+                end.exit_code
+            );
+            assert_eq!(
+                end.exit_code, 137,
+                "sent SIGTERM, ignored, then SIGKILL: {end:?}"
+            );
+        }
+    }
 }

@@ -185,3 +185,104 @@ async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
         cluster.kubectl_ok(&["delete", "namespace", namespace, "--wait=false"]);
     }
 }
+
+/// What graceful leaves alone, through the apiserver: with `targets: Serving` only the
+/// container a Service reaches is changed, a native sidecar gets nothing but its time in
+/// the grace period, the apiserver (with ContainerStopSignals) keeps the stop signal,
+/// and the pods of a Job the selector matches are not governed.
+#[tokio::test]
+async fn serving_containers_sidecars_and_jobs_through_the_apiserver() {
+    let cluster = support::cluster();
+    let client = cluster.client().await;
+    let label = format!("{}-serving", std::process::id());
+    let graceful = Graceful::start(cluster, "webhook-serving", &[]);
+    let config = graceful.register_for(cluster, &label);
+    let shop = labelled_namespace(cluster, &client, "webhook-serving", &label).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &shop);
+    cluster.apply_ok(
+        &shop,
+        r#"
+apiVersion: graceful.dev/v1alpha1
+kind: GracefulPolicy
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {tier: web}}
+  targets: Serving
+  drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 20, safetyMarginSeconds: 5, stopSignal: SIGQUIT}
+  sidecars: {shutdownSeconds: 10}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: storefront}
+spec:
+  selector: {app: storefront}
+  ports: [{port: 80, targetPort: http}]
+"#,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "storefront", "labels": {"app": "storefront", "tier": "web"}},
+        "spec": {
+            "initContainers": [{"name": "shipper", "image": "registry.example/shipper:1", "restartPolicy": "Always"}],
+            "containers": [
+                {"name": "nginx", "image": "nginx:1.27", "ports": [{"name": "http", "containerPort": 8080}]},
+                {"name": "exporter", "image": "registry.example/exporter:1", "ports": [{"containerPort": 9100}]}
+            ]
+        }
+    }))
+    .unwrap();
+    let pod = support::eventually("the pod governed", Duration::from_secs(30), || {
+        let (pods, pod) = (pods.clone(), pod.clone());
+        async move {
+            let created = pods.create(&PostParams::default(), &pod).await.ok()?;
+            if support::graceful::mutated_for(&created, "web") {
+                return Some(created);
+            }
+            let name = created.metadata.name.clone()?;
+            pods.delete(&name, &Default::default()).await.ok()?;
+            None
+        }
+    })
+    .await;
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.termination_grace_period_seconds,
+        Some(40),
+        "5 + 20 + 10 + 5"
+    );
+    assert_eq!(spec.os.as_ref().map(|os| os.name.as_str()), Some("linux"));
+    let nginx = spec.containers[0]
+        .lifecycle
+        .as_ref()
+        .expect("nginx is changed");
+    assert_eq!(nginx.stop_signal.as_deref(), Some("SIGQUIT"));
+    assert!(nginx.pre_stop.is_some());
+    assert!(
+        spec.containers[1].lifecycle.is_none(),
+        "no Service reaches the exporter"
+    );
+    let init = spec.init_containers.as_ref().unwrap();
+    assert!(init[0].lifecycle.is_none(), "nothing on a native sidecar");
+
+    cluster.apply_ok(
+        &shop,
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: reindex}
+spec:
+  template:
+    metadata: {labels: {tier: web, app: reindex}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: reindex, image: registry.example/reindex:1, ports: [{name: http, containerPort: 8080}]}]
+"#,
+    );
+    for pod in new_pods(&client, &shop, "reindex", &[]).await {
+        assert_untouched(&pod);
+    }
+
+    drop(graceful);
+    cluster.kubectl_ok(&["delete", "mutatingwebhookconfiguration", &config]);
+    cluster.kubectl_ok(&["delete", "namespace", &shop, "--wait=false"]);
+}

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use graceful::api::Mode;
 use graceful::kinds::Kind;
 use graceful::metrics::Metrics;
-use graceful::mutate::Capabilities;
+use graceful::mutate::{Backend, Capabilities};
 use graceful::resolve::Owner;
 use graceful::webhook::policies::NamespacePolicies;
 use graceful::webhook::watch::Caches;
@@ -340,6 +340,10 @@ impl Lookup for Panicking {
         _: (Kind, &'a str),
     ) -> BoxFuture<'a, Result<Vec<Owner>, OwnersError>> {
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn services(&self, _: &str) -> Arc<[Backend]> {
+        Arc::from([])
     }
 }
 

@@ -43,6 +43,7 @@ fn typed(body: &[u8], policies: &NamespacePolicies, owners: &[Owner]) -> (Decisi
         &pod,
         policies,
         owners,
+        &[],
         Capabilities::default(),
     );
     let mut response = AdmissionResponse::from(&request);
@@ -68,7 +69,14 @@ fn typed(body: &[u8], policies: &NamespacePolicies, owners: &[Owner]) -> (Decisi
 fn fast(body: &[u8], policies: &NamespacePolicies, owners: &[Owner]) -> (Decision, Value) {
     let request = review::parse(body).unwrap();
     let pod = request.pod.unwrap();
-    let decision = decide(request.uid, &pod, policies, owners, Capabilities::default());
+    let decision = decide(
+        request.uid,
+        &pod,
+        policies,
+        owners,
+        &[],
+        Capabilities::default(),
+    );
     let json = serde_json::from_slice(&decision.answer.to_json().unwrap()).unwrap();
     (decision, json)
 }

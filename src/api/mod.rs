@@ -6,8 +6,9 @@ mod status;
 mod validate;
 
 pub use policy::{
-    Budget, Drain, ExistingHooks, GracefulPolicy, GracefulPolicySpec, Mode, PreStopAction,
-    Readiness,
+    Budget, BudgetEnv, BudgetVariable, Drain, EnvFormat, ExistingHooks, GracefulPolicy,
+    GracefulPolicySpec, Jobs, MeshDrain, Mode, PreStopAction, Readiness, Sidecars, StopSignal,
+    Targets,
 };
 pub use status::{
     GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts, ViolationKind,

@@ -57,6 +57,26 @@ pub struct GracefulPolicySpec {
     /// Enforce changes pods; Audit reports what would change and changes nothing.
     #[serde(default)]
     pub mode: Mode,
+
+    /// Which app containers are changed: All, or only those Serving traffic (whose ports
+    /// back a Service of the namespace).
+    #[serde(default)]
+    pub targets: Targets,
+
+    /// Whether pods of Jobs (and so CronJobs) that the selector matches are governed. A
+    /// Job or CronJob that names the policy in its `graceful.dev/policy` annotation is
+    /// governed either way.
+    #[serde(default)]
+    pub jobs: Jobs,
+
+    /// Containers that are not the app: native sidecars and mesh proxies.
+    #[serde(default)]
+    pub sidecars: Sidecars,
+
+    /// Environment variables that tell governed containers their shutdown budget. Absent:
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BudgetEnv>,
 }
 
 /// The shutdown sequence. The grace period given to a pod is
@@ -82,6 +102,12 @@ pub struct Drain {
     /// What happens to a preStop hook a container already has.
     #[serde(default)]
     pub existing_hooks: ExistingHooks,
+
+    /// The signal the runtime sends governed containers instead of their image's
+    /// STOPSIGNAL (`lifecycle.stopSignal`, for apps that drain on another signal: nginx
+    /// drains on SIGQUIT). Absent: the image's. Set only where the apiserver supports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<StopSignal>,
 }
 
 /// The time a container gets to stop: a preStop sleep, then the app's own shutdown
@@ -128,6 +154,7 @@ impl Default for Drain {
             safety_margin_seconds: default_safety_margin_seconds(),
             pre_stop: PreStopAction::default(),
             existing_hooks: ExistingHooks::default(),
+            stop_signal: None,
         }
     }
 }
@@ -168,6 +195,174 @@ pub enum ExistingHooks {
     Keep,
     /// Replace it with the policy's sleep.
     Replace,
+}
+
+/// Signals an app can be stopped with (`lifecycle.stopSignal` on Linux).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum StopSignal {
+    SIGTERM,
+    SIGQUIT,
+    SIGINT,
+    SIGHUP,
+    SIGUSR1,
+    SIGUSR2,
+    SIGWINCH,
+}
+
+impl StopSignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::SIGTERM => "SIGTERM",
+            StopSignal::SIGQUIT => "SIGQUIT",
+            StopSignal::SIGINT => "SIGINT",
+            StopSignal::SIGHUP => "SIGHUP",
+            StopSignal::SIGUSR1 => "SIGUSR1",
+            StopSignal::SIGUSR2 => "SIGUSR2",
+            StopSignal::SIGWINCH => "SIGWINCH",
+        }
+    }
+}
+
+/// Which app containers a policy changes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Targets {
+    /// Every app container (or those named in `containers`).
+    #[default]
+    All,
+    /// Only app containers with a port that a Service of the namespace selects the pod
+    /// for; the others serve no traffic and need no drain.
+    Serving,
+}
+
+/// Whether Job pods that a policy's selector matches are governed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Jobs {
+    /// Not governed: a Job serves no traffic, and a longer grace period only delays it.
+    #[default]
+    Skip,
+    /// Governed like any other pod.
+    Include,
+}
+
+/// Containers handled as sidecars, not as apps: graceful puts no sleep, readiness,
+/// variable or stop signal on them, and gives them time to stop after the app.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sidecars {
+    /// Seconds the native sidecars (init containers with `restartPolicy: Always`) get to
+    /// stop after the app containers have exited; added to the grace period of pods
+    /// that have any.
+    #[serde(default = "default_sidecar_shutdown_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub shutdown_seconds: i64,
+
+    /// Names of containers handled as sidecars (mesh proxies injected as regular
+    /// containers, say). Replaces the default list when set.
+    #[serde(default = "default_sidecar_names")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub names: Vec<String>,
+
+    /// Images of containers handled as sidecars: an image whose repository is, or ends
+    /// in `/` and, one of these. Replaces the default list when set.
+    #[serde(default = "default_sidecar_images")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub images: Vec<String>,
+
+    /// What graceful does when a mesh proxy's own drain setting on the pod (Istio's
+    /// `terminationDrainDuration`, Linkerd's `proxy-wait-before-exit-seconds`)
+    /// contradicts the policy.
+    #[serde(default)]
+    pub mesh_drain: MeshDrain,
+}
+
+fn default_sidecar_shutdown_seconds() -> i64 {
+    5
+}
+fn default_sidecar_names() -> Vec<String> {
+    vec!["istio-proxy".to_owned(), "linkerd-proxy".to_owned()]
+}
+fn default_sidecar_images() -> Vec<String> {
+    ["istio/proxyv2", "istio-release/proxyv2", "linkerd/proxy"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+impl Default for Sidecars {
+    fn default() -> Self {
+        Self {
+            shutdown_seconds: default_sidecar_shutdown_seconds(),
+            names: default_sidecar_names(),
+            images: default_sidecar_images(),
+            mesh_drain: MeshDrain::default(),
+        }
+    }
+}
+
+/// What happens to a mesh proxy's drain setting that contradicts the policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MeshDrain {
+    /// Keep it, and warn.
+    #[default]
+    Warn,
+    /// Rewrite it to what the policy's arithmetic needs.
+    Align,
+}
+
+/// Variables that tell governed containers their shutdown budget. A variable the
+/// container already sets is never overwritten.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetEnv {
+    /// `GRACEFUL_PRESTOP_SLEEP_SECONDS`, `GRACEFUL_SHUTDOWN_BUDGET_SECONDS` and
+    /// `GRACEFUL_TERMINATION_GRACE_PERIOD_SECONDS`.
+    #[serde(default = "default_true")]
+    pub standard: bool,
+
+    /// More variables that receive the shutdown budget, each in its format (Spring
+    /// Boot's `SPRING_LIFECYCLE_TIMEOUT_PER_SHUTDOWN_PHASE` as a `Duration`, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.name == v.name))").message("budget variable names must be unique"))]
+    pub budget: Vec<BudgetVariable>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One variable that receives the shutdown budget.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.name.matches('^[A-Za-z_][A-Za-z0-9_.-]*$')").message("a variable name must start with a letter or an underscore and hold only letters, digits, '_', '-' and '.'"))]
+pub struct BudgetVariable {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default)]
+    pub format: EnvFormat,
+}
+
+/// How a budget is written into a variable.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EnvFormat {
+    /// Whole seconds: `20`.
+    #[default]
+    Seconds,
+    /// A duration with its unit, as Spring Boot and Go's `time.ParseDuration` read it:
+    /// `20s`.
+    Duration,
+    /// Milliseconds: `20000`.
+    Milliseconds,
+}
+
+impl EnvFormat {
+    pub fn write(self, seconds: i64) -> String {
+        match self {
+            EnvFormat::Seconds => seconds.to_string(),
+            EnvFormat::Duration => format!("{seconds}s"),
+            EnvFormat::Milliseconds => seconds.saturating_mul(1000).to_string(),
+        }
+    }
 }
 
 /// Enforce or only audit.

@@ -64,6 +64,33 @@ const RULES: &[Rule] = &[
             seconds("shutdownBudgetSeconds").saturating_add(seconds("safetyMarginSeconds")) >= 1
         },
     },
+    Rule {
+        rule: "self.all(v, self.exists_one(w, w.name == v.name))",
+        field: None,
+        holds: |variables| {
+            let names: Vec<&Value> = variables
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| &v["name"])
+                .collect();
+            names
+                .iter()
+                .all(|name| names.iter().filter(|other| *other == name).count() == 1)
+        },
+    },
+    Rule {
+        rule: "self.name.matches('^[A-Za-z_][A-Za-z0-9_.-]*$')",
+        field: None,
+        holds: |variable| {
+            let name = variable["name"].as_str().unwrap_or_default();
+            let mut chars = name.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        },
+    },
 ];
 
 static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
@@ -121,6 +148,27 @@ fn check(value: &mut Value, schema: &Value, path: &str) -> Result<(), Invalid> {
         {
             return Err(invalid(format!(
                 "Invalid value: {value}: {path} in body should be less than or equal to {maximum}"
+            )));
+        }
+    }
+    let size = match value {
+        Value::String(text) => Some((text.chars().count(), "Length", "characters")),
+        Value::Array(items) => Some((items.len(), "Items", "items")),
+        _ => None,
+    };
+    if let Some((size, bound, unit)) = size {
+        if let Some(max) = schema[format!("max{bound}")].as_u64()
+            && size as u64 > max
+        {
+            return Err(invalid(format!(
+                "Too long: may not be more than {max} {unit}"
+            )));
+        }
+        if let Some(min) = schema[format!("min{bound}")].as_u64()
+            && (size as u64) < min
+        {
+            return Err(invalid(format!(
+                "Invalid value: \"\": {path} in body should have at least {min} {unit}"
             )));
         }
     }
@@ -261,6 +309,31 @@ mod tests {
         let full = json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Exists"}]},
                           "readiness": {"periodSeconds": 2}, "containers": ["a", "b"], "mode": "Audit"});
         assert_eq!(validate(&policy(full)), Ok(()));
+        let env = json!({"env": {"budget": [{"name": "SPRING_LIFECYCLE_TIMEOUT_PER_SHUTDOWN_PHASE", "format": "Duration"}]},
+                         "sidecars": {"shutdownSeconds": 10, "meshDrain": "Align"},
+                         "drain": {"stopSignal": "SIGQUIT"}, "targets": "Serving", "jobs": "Include"});
+        assert_eq!(validate(&policy(env)), Ok(()));
+    }
+
+    #[test]
+    fn budget_variables_need_unique_names_a_shell_can_read() {
+        let twice = json!({"env": {"budget": [{"name": "A"}, {"name": "A", "format": "Seconds"}]}});
+        let error = validate(&policy(twice)).unwrap_err();
+        assert_eq!(error.field, "spec.env.budget");
+        assert!(error.message.contains("unique"), "{error}");
+        let bad = json!({"env": {"budget": [{"name": "1X"}]}});
+        let error = validate(&policy(bad)).unwrap_err();
+        assert_eq!(error.field, "spec.env.budget[0]");
+        let empty = json!({"env": {"budget": [{"name": ""}]}});
+        let error = validate(&policy(empty)).unwrap_err();
+        assert_eq!(error.field, "spec.env.budget[0].name");
+        let signal = json!({"drain": {"stopSignal": "SIGKILL"}});
+        assert!(
+            validate(&policy(signal))
+                .unwrap_err()
+                .message
+                .contains("Unsupported value")
+        );
     }
 
     #[test]

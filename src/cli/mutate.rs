@@ -2,18 +2,20 @@
 //! installed. Resolution and mutation are exactly the webhook's; a workload stands in
 //! for the owner chain of the pods it would create.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::api::GracefulPolicy;
 use crate::govern::{self, Verdict, govern};
 use crate::install;
 use crate::manifest::{self, Stream, yaml};
-use crate::mutate::Capabilities;
+use crate::mutate::{Backend, Capabilities};
 use crate::resolve::Candidate;
 use crate::webhook::policies::PolicyIndex;
 
@@ -78,6 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .with_context(|| format!("GracefulPolicy {}: spec.selector", policy.name_any()))?;
     }
     let index = PolicyIndex::build(&policies);
+    let services = services_in(&stream);
 
     let mut changed = vec![false; stream.documents.len()];
     let mut changes = Vec::new();
@@ -96,6 +99,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             root: &root,
             source: &workload.source,
             owners: &workload.owners,
+            services: services
+                .get(&workload.namespace)
+                .map_or(&[][..], Vec::as_slice),
         };
         let empty = Default::default();
         let policies = index.get(&workload.namespace);
@@ -152,6 +158,29 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Output::Patch => println!("{}", serde_json::to_string_pretty(&patches)?),
     }
     Ok(())
+}
+
+/// The Services of the input, by namespace, for policies with `targets: Serving`: offline
+/// they are all graceful knows of.
+fn services_in(stream: &Stream) -> BTreeMap<String, Vec<Backend>> {
+    let mut services: BTreeMap<String, Vec<Backend>> = BTreeMap::new();
+    for object in manifest::objects(stream) {
+        let value = object.value;
+        if value.get("kind").and_then(Value::as_str) != Some("Service")
+            || value.get("apiVersion").and_then(Value::as_str) != Some("v1")
+        {
+            continue;
+        }
+        let Ok(service) = serde_json::from_value::<Service>(value.clone()) else {
+            continue;
+        };
+        let namespace = manifest::namespace_of(value);
+        services
+            .entry(namespace)
+            .or_default()
+            .extend(Backend::of(&service));
+    }
+    services
 }
 
 /// The stream as read, with each changed document written anew: YAML so that kubectl

@@ -243,6 +243,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             Err(watch.await.into())
         });
     }
+    let services = caches.service_watch(&client, &health);
+    tasks.spawn(
+        "the Service watch",
+        async move { Err(services.await.into()) },
+    );
     let component = health.register("Pod watch");
     tasks.spawn("the Pod watch", {
         let (reconciler, client) = (reconciler.clone(), client.clone());

@@ -2,21 +2,28 @@
 //! supports, the RFC 6902 patch that applies the policy and a record of what it changes.
 //! Pure: no I/O, no clock, no allocation beyond the result.
 
+mod env;
+pub mod mesh;
 mod pod;
 mod record;
+mod roles;
 
 use json_patch::jsonptr::{Pointer, PointerBuf};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Map, Value, json};
 
 use crate::api::{
-    APPLIED_ANNOTATION, Drain, ExistingHooks, GracefulPolicySpec, Mode, POLICY_KEY, PreStopAction,
-    Readiness,
+    APPLIED_ANNOTATION, Drain, ExistingHooks, GracefulPolicySpec, MeshDrain, Mode, POLICY_KEY,
+    PreStopAction, Readiness, StopSignal,
 };
 pub use pod::{
-    ContainerView, LifecycleView, OwnerReferenceView, PodMeta, PodSpecView, PodView, ProbeTimings,
+    ContainerView, EnvVarView, LifecycleView, OwnerReferenceView, PodMeta, PodOsView, PodSpecView,
+    PodView, PortView, ProbeTimings,
 };
 pub use record::{ChangeRecord, FieldChange};
+pub use roles::{Backend, Role, TargetPort};
+
+use mesh::{Mesh, Need};
 
 /// The grace period Kubernetes gives a pod that sets none.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 30;
@@ -27,12 +34,16 @@ pub struct Capabilities {
     /// The native `lifecycle.preStop.sleep` action: on by default from Kubernetes 1.30,
     /// GA in 1.34.
     pub native_sleep: bool,
+    /// `lifecycle.stopSignal` (KEP-4960): in the API from Kubernetes 1.33, behind the
+    /// `ContainerStopSignals` feature gate; a server with the gate off drops the field.
+    pub stop_signal: bool,
 }
 
 impl Capabilities {
     pub fn for_server_version(major: u32, minor: u32) -> Self {
         Self {
             native_sleep: (major, minor) >= (1, 30),
+            stop_signal: (major, minor) >= (1, 33),
         }
     }
 }
@@ -49,6 +60,8 @@ impl Default for Capabilities {
 pub struct Governing<'a> {
     pub name: &'a str,
     pub spec: &'a GracefulPolicySpec,
+    /// The Services of the pod's namespace, for `targets: Serving`.
+    pub services: &'a [Backend],
 }
 
 /// The result of applying a policy to one pod.
@@ -62,23 +75,70 @@ pub struct Mutation {
     pub warnings: Vec<String>,
 }
 
+/// The grace period `spec` needs for `pod`: the drain's, plus the sidecars' shutdown
+/// after the app when the pod has native sidecars (they are stopped only once every app
+/// container has exited, inside the same grace period).
+pub fn grace_period_needed(spec: &GracefulPolicySpec, pod: &PodView) -> i64 {
+    let drain = spec.drain.grace_period_seconds();
+    if pod
+        .spec
+        .init_containers
+        .iter()
+        .any(ContainerView::is_native_sidecar)
+    {
+        drain.saturating_add(spec.sidecars.shutdown_seconds)
+    } else {
+        drain
+    }
+}
+
 /// Applies `policy` to `pod`, found at `root` inside the document the patch is for
 /// (the empty pointer for a Pod, `/spec/template` for a Deployment).
 pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabilities) -> Mutation {
     let spec = policy.spec;
     let mut edit = Edit::new(root);
+    let earlier = pod
+        .annotation(APPLIED_ANNOTATION)
+        .and_then(|text| serde_json::from_str::<ChangeRecord>(text).ok())
+        .filter(|r| r.policy == policy.name);
 
+    let want = grace_period_needed(spec, pod);
+    let current = pod.spec.termination_grace_period_seconds;
+    let grace = want.max(current.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS));
     let hook = desired_hook(&spec.drain, caps);
-    for (index, container) in pod.spec.containers.iter().enumerate() {
-        if !spec.containers.is_empty() && !spec.containers.contains(&container.name) {
-            continue;
-        }
+    let variables = env::wanted(spec, grace);
+    let apps: Vec<(usize, &ContainerView)> = pod
+        .spec
+        .containers
+        .iter()
+        .enumerate()
+        .filter(|(_, container)| Role::of(container, pod, policy) == Role::App)
+        .collect();
+    let signal = if apps.is_empty() {
+        None
+    } else {
+        stop_signal(spec, pod, caps, &mut edit)
+    };
+    for (index, container) in apps {
         let base = ContainerPath::new(index, &container.name);
+        let mut lifecycle = container.lifecycle.is_some();
         if let Some(hook) = &hook {
-            edit.pre_stop(&base, container, hook, spec.drain.existing_hooks);
+            edit.pre_stop(
+                &base,
+                container,
+                hook,
+                spec.drain.existing_hooks,
+                &mut lifecycle,
+            );
+        }
+        if let Some(signal) = signal {
+            edit.stop_signal(&base, container, signal, &mut lifecycle);
         }
         if let Some(readiness) = &spec.readiness {
             edit.readiness(&base, container, readiness);
+        }
+        if !variables.is_empty() {
+            edit.env(&base, container, &variables, earlier.as_ref());
         }
     }
     for wanted in &spec.containers {
@@ -89,7 +149,8 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
             ));
         }
     }
-    edit.grace_period(pod.spec.termination_grace_period_seconds, &spec.drain);
+    edit.meshes(pod, spec);
+    edit.grace_period(current, want);
 
     let mut record = ChangeRecord {
         policy: policy.name.to_owned(),
@@ -114,13 +175,9 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
         };
     }
 
-    let earlier = pod
-        .annotation(APPLIED_ANNOTATION)
-        .and_then(|text| serde_json::from_str::<ChangeRecord>(text).ok());
-    let recorded = earlier.as_ref().is_some_and(|r| r.policy == policy.name);
     // An already-patched pod yields no operations at all: nothing changed and the record
     // of the earlier pass stays as it is.
-    if !record.changes.is_empty() || !recorded {
+    if !record.changes.is_empty() || earlier.is_none() {
         if let Some(earlier) = earlier {
             record.merge_earlier(earlier);
         }
@@ -131,6 +188,53 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
         patch: Patch(edit.ops),
         record,
         warnings: edit.warnings,
+    }
+}
+
+/// The stop signal to set on app containers, if the policy asks for one and the pod can
+/// take it; the apiserver accepts `lifecycle.stopSignal` only on pods that name their OS.
+fn stop_signal(
+    spec: &GracefulPolicySpec,
+    pod: &PodView,
+    caps: Capabilities,
+    edit: &mut Edit,
+) -> Option<StopSignal> {
+    let signal = spec.drain.stop_signal?;
+    if !caps.stop_signal {
+        edit.warnings.push(format!(
+            "stopSignal {} is not set: this Kubernetes version has no lifecycle.stopSignal (1.33+ with the ContainerStopSignals feature gate)",
+            signal.name()
+        ));
+        return None;
+    }
+    match pod.spec.os.as_ref().map(|os| os.name.as_str()) {
+        Some("linux") => {}
+        Some(other) => {
+            edit.warnings.push(format!(
+                "stopSignal {} is not set: pods on {other} take no stop signal but SIGTERM",
+                signal.name()
+            ));
+            return None;
+        }
+        None => edit.change(
+            &["spec", "os"],
+            json!({"name": "linux"}),
+            "spec.os".to_owned(),
+            None,
+        ),
+    }
+    Some(signal)
+}
+
+fn contradiction(container: &str, mesh: Mesh, seconds: f64, need: Need) -> String {
+    let (key, setting) = (mesh.annotation(), mesh.setting());
+    match need {
+        Need::AtLeast(want) => format!(
+            "{container} stops {seconds}s into the shutdown ({setting} in {key}), before the app's preStop sleep and shutdown budget ({want}s) are over: set it to at least {want}, or sidecars.meshDrain: Align"
+        ),
+        Need::AtMost(want) => format!(
+            "{container} drains for {seconds}s after the app has exited ({setting} in {key}), longer than sidecars.shutdownSeconds ({want}): set it to at most {want}s, raise shutdownSeconds, or sidecars.meshDrain: Align"
+        ),
     }
 }
 
@@ -224,6 +328,7 @@ impl<'a> Edit<'a> {
         container: &ContainerView,
         hook: &Value,
         existing_hooks: ExistingHooks,
+        exists: &mut bool,
     ) {
         let lifecycle = container.lifecycle.as_ref();
         let current = lifecycle.and_then(|l| l.pre_stop.as_ref());
@@ -239,17 +344,65 @@ impl<'a> Edit<'a> {
             _ => {}
         }
         let field = at.field(&["lifecycle.preStop"]);
-        if lifecycle.is_some() {
-            let tokens = ["spec", "containers", &at.index, "lifecycle", "preStop"];
-            self.change(&tokens, hook.clone(), field, current.cloned());
+        self.lifecycle(at, exists, "preStop", hook.clone(), field, current.cloned());
+    }
+
+    /// Sets `lifecycle.KEY` of a container, adding `lifecycle` itself when the container
+    /// (or an earlier operation of this pass) has none.
+    fn lifecycle(
+        &mut self,
+        at: &ContainerPath,
+        exists: &mut bool,
+        key: &str,
+        value: Value,
+        field: String,
+        from: Option<Value>,
+    ) {
+        if *exists {
+            let tokens = ["spec", "containers", &at.index, "lifecycle", key];
+            self.change(&tokens, value, field, from);
         } else {
             self.changes.push(FieldChange {
                 field,
                 from: None,
-                to: hook.clone(),
+                to: value.clone(),
             });
             let tokens = ["spec", "containers", &at.index, "lifecycle"];
-            self.add(&tokens, json!({ "preStop": hook }));
+            self.add(&tokens, json!({ key: value }));
+            *exists = true;
+        }
+    }
+
+    /// The policy's stop signal; a container's own is kept.
+    fn stop_signal(
+        &mut self,
+        at: &ContainerPath,
+        container: &ContainerView,
+        signal: StopSignal,
+        lifecycle: &mut bool,
+    ) {
+        let current = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.stop_signal.as_deref());
+        match current {
+            Some(current) if current == signal.name() => {}
+            Some(current) => self.warnings.push(format!(
+                "container {} keeps its own stopSignal {current}; the policy's {} is not set",
+                at.name,
+                signal.name()
+            )),
+            None => {
+                let field = at.field(&["lifecycle.stopSignal"]);
+                self.lifecycle(
+                    at,
+                    lifecycle,
+                    "stopSignal",
+                    json!(signal.name()),
+                    field,
+                    None,
+                );
+            }
         }
     }
 
@@ -300,8 +453,7 @@ impl<'a> Edit<'a> {
         }
     }
 
-    fn grace_period(&mut self, current: Option<i64>, drain: &Drain) {
-        let want = drain.grace_period_seconds();
+    fn grace_period(&mut self, current: Option<i64>, want: i64) {
         let effective = current.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS);
         if want > effective {
             self.change(
@@ -317,6 +469,173 @@ impl<'a> Edit<'a> {
                 "kept terminationGracePeriodSeconds {effective}: the policy needs {want}, and graceful never shortens a grace period"
             ));
         }
+    }
+
+    /// The budget variables, appended to the container's own; the whole list is written
+    /// so that the patch stays the same when applied twice. A variable the container
+    /// sets is kept, unless an earlier pass of this policy wrote it (its grace period
+    /// changes when an injector adds a native sidecar after that pass).
+    fn env(
+        &mut self,
+        at: &ContainerPath,
+        container: &ContainerView,
+        wanted: &[env::Variable],
+        earlier: Option<&ChangeRecord>,
+    ) {
+        if !container.env_from.is_empty() {
+            self.warnings.push(format!(
+                "container {} takes variables from envFrom, which graceful cannot read: its budget variables are not set, so that none it sets is overwritten",
+                at.name
+            ));
+            return;
+        }
+        let mut changed = Vec::new();
+        let current = container.env.as_deref().unwrap_or_default();
+        let mut list: Vec<Value> = current.iter().map(EnvVarView::to_json).collect();
+        for variable in wanted {
+            let field = at.field(&["env[", &variable.name, "]"]);
+            let to = json!(variable.value);
+            let Some(index) = current.iter().position(|v| v.name == variable.name) else {
+                list.push(json!({"name": variable.name, "value": variable.value}));
+                changed.push(FieldChange {
+                    field,
+                    from: None,
+                    to,
+                });
+                continue;
+            };
+            let existing = &current[index];
+            // Only a plain value can be graceful's own.
+            let have = match (&existing.value, &existing.value_from) {
+                (Some(value), None) => Some(json!(value)),
+                _ => None,
+            };
+            if have.as_ref() == Some(&to) {
+                continue;
+            }
+            let ours = have.is_some()
+                && earlier.is_some_and(|record| {
+                    record
+                        .changes
+                        .iter()
+                        .any(|c| c.field == field && Some(&c.to) == have.as_ref())
+                });
+            if ours {
+                list[index] = json!({"name": variable.name, "value": variable.value});
+                changed.push(FieldChange {
+                    field,
+                    from: have,
+                    to,
+                });
+            } else {
+                self.warnings.push(format!(
+                    "container {} sets {} itself; graceful keeps it (the policy would set {})",
+                    at.name, variable.name, variable.value
+                ));
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        self.changes.append(&mut changed);
+        self.add(
+            &["spec", "containers", &at.index, "env"],
+            Value::Array(list),
+        );
+    }
+
+    /// Mesh proxies whose own drain setting on the pod contradicts the policy: a
+    /// warning, or with `meshDrain: Align` the setting rewritten.
+    fn meshes(&mut self, pod: &PodView, spec: &GracefulPolicySpec) {
+        let app = spec
+            .drain
+            .budget
+            .pre_stop_sleep_seconds
+            .saturating_add(spec.drain.budget.shutdown_budget_seconds);
+        let regular = pod.spec.containers.iter().enumerate().map(|c| (c, false));
+        let native = pod
+            .spec
+            .init_containers
+            .iter()
+            .filter(|c| c.is_native_sidecar())
+            .enumerate()
+            .map(|c| (c, true));
+        for ((index, container), native) in regular.chain(native) {
+            let Some(mesh) = Mesh::of(container) else {
+                continue;
+            };
+            let Some(need) = Need::of(mesh, native, app, spec.sidecars.shutdown_seconds) else {
+                continue;
+            };
+            let key = mesh.annotation();
+            let Some(text) = pod.annotation(key) else {
+                continue;
+            };
+            let seconds = match mesh::read(mesh, text) {
+                Ok(seconds) => seconds,
+                Err(error) => {
+                    self.warnings.push(format!("{}: {error}", container.name));
+                    continue;
+                }
+            };
+            if need.holds(seconds) {
+                continue;
+            }
+            if spec.sidecars.mesh_drain == MeshDrain::Warn {
+                self.warnings
+                    .push(contradiction(&container.name, mesh, seconds, need));
+                continue;
+            }
+            match mesh::write(mesh, text, need.seconds()) {
+                Ok(aligned) => self.change(
+                    &["metadata", "annotations", key],
+                    json!(aligned),
+                    format!("metadata.annotations[{key}]"),
+                    Some(json!(text)),
+                ),
+                Err(error) => {
+                    self.warnings.push(format!("{}: {error}", container.name));
+                    continue;
+                }
+            }
+            if mesh == Mesh::Linkerd && !native {
+                self.linkerd_wait(index, container, need.seconds());
+            }
+        }
+    }
+
+    /// The injector wrote Linkerd's wait into the proxy's preStop hook as it read the
+    /// annotation; a proxy already injected gets the aligned wait there too.
+    fn linkerd_wait(&mut self, index: usize, container: &ContainerView, seconds: i64) {
+        let hook = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref());
+        let Some(command) = hook.and_then(|h| h["exec"]["command"].as_array()) else {
+            return;
+        };
+        let [sleep, _] = command.as_slice() else {
+            return;
+        };
+        if sleep.as_str().is_none_or(|s| !s.ends_with("sleep")) {
+            return;
+        }
+        let at = ContainerPath::new(index, &container.name);
+        let tokens = [
+            "spec",
+            "containers",
+            &at.index,
+            "lifecycle",
+            "preStop",
+            "exec",
+            "command",
+        ];
+        self.change(
+            &tokens,
+            json!([sleep, seconds.to_string()]),
+            at.field(&["lifecycle.preStop.exec.command"]),
+            Some(Value::Array(command.clone())),
+        );
     }
 
     /// The label that lets the reconciler watch only governed pods, and the record.

@@ -52,8 +52,18 @@ pub struct OwnerReferenceView {
 #[serde(rename_all = "camelCase")]
 pub struct PodSpecView {
     pub containers: Vec<ContainerView>,
+    /// Read for native sidecars (`restartPolicy: Always`), which graceful never changes.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub init_containers: Vec<ContainerView>,
     #[serde(default)]
     pub termination_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    pub os: Option<PodOsView>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct PodOsView {
+    pub name: String,
 }
 
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
@@ -61,9 +71,56 @@ pub struct PodSpecView {
 pub struct ContainerView {
     pub name: String,
     #[serde(default)]
+    pub image: Option<String>,
+    /// `Always` on an init container makes it a native sidecar.
+    #[serde(default)]
+    pub restart_policy: Option<String>,
+    #[serde(default)]
     pub lifecycle: Option<LifecycleView>,
     #[serde(default)]
     pub readiness_probe: Option<ProbeTimings>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub ports: Vec<PortView>,
+    /// `None` when absent or null: the patch must then add the whole list.
+    #[serde(default)]
+    pub env: Option<Vec<EnvVarView>>,
+    /// Its entries are only counted: what a ConfigMap or Secret holds is not known here.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub env_from: Vec<Value>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PortView {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub container_port: i32,
+}
+
+/// A variable as the container sets it; kept whole, as the patch rewrites the list.
+#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarView {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_from: Option<Value>,
+}
+
+impl EnvVarView {
+    /// The variable as the Pod API writes it.
+    pub fn to_json(&self) -> Value {
+        let mut variable = serde_json::Map::new();
+        variable.insert("name".to_owned(), Value::String(self.name.clone()));
+        if let Some(value) = &self.value {
+            variable.insert("value".to_owned(), Value::String(value.clone()));
+        }
+        if let Some(from) = &self.value_from {
+            variable.insert("valueFrom".to_owned(), from.clone());
+        }
+        Value::Object(variable)
+    }
 }
 
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
@@ -72,6 +129,22 @@ pub struct LifecycleView {
     /// Kept as JSON: it is only compared with the hook graceful would write and recorded.
     #[serde(default)]
     pub pre_stop: Option<Value>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}
+
+impl ContainerView {
+    /// An init container that keeps running beside the app (Kubernetes 1.29+).
+    pub fn is_native_sidecar(&self) -> bool {
+        self.restart_policy.as_deref() == Some("Always")
+    }
+
+    /// `preStop: {sleep: {seconds: 0}}`: legal precisely to opt out of injected sleeps
+    /// (KEP-4818), so graceful leaves the container alone.
+    pub fn opts_out(&self) -> bool {
+        let hook = self.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
+        hook.is_some_and(|hook| hook["sleep"]["seconds"].as_i64() == Some(0))
+    }
 }
 
 /// The timings of a readiness probe; its handler is never read.

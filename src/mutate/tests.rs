@@ -36,7 +36,16 @@ fn apply_at(
 ) -> (Value, Mutation) {
     let root = PointerBuf::parse(root).unwrap();
     let view: PodView = serde_json::from_value(root.resolve(document).unwrap().clone()).unwrap();
-    let mutation = mutate(&view, &root, Governing { name: "web", spec }, caps);
+    let mutation = mutate(
+        &view,
+        &root,
+        Governing {
+            name: "web",
+            spec,
+            services: &[],
+        },
+        caps,
+    );
     let mut patched = document.clone();
     json_patch::patch(&mut patched, &mutation.patch.0).expect("the patch applies");
     (patched, mutation)
@@ -475,6 +484,7 @@ fn the_root_pointer_prefixes_every_operation() {
         Governing {
             name: "web",
             spec: &spec(),
+            services: &[],
         },
         Capabilities::default(),
     );
@@ -482,4 +492,163 @@ fn the_root_pointer_prefixes_every_operation() {
         PatchOperation::Add(add) => add.path.starts_with(Pointer::from_static("/spec/template")),
         _ => false,
     }));
+}
+
+#[test]
+fn a_zero_sleep_opts_a_container_out_even_when_hooks_are_replaced() {
+    let mut out = app();
+    out["name"] = json!("batch");
+    out["lifecycle"] = json!({"preStop": {"sleep": {"seconds": 0}}});
+    let drain = Drain {
+        existing_hooks: ExistingHooks::Replace,
+        ..Drain::default()
+    };
+    let spec = GracefulPolicySpec {
+        drain,
+        readiness: Some(Readiness {
+            period_seconds: Some(2),
+            ..Readiness::default()
+        }),
+        ..spec()
+    };
+    let document = pod(json!([app(), out.clone()]));
+    let (patched, _) = apply(&document, &spec);
+    assert_eq!(patched["spec"]["containers"][1], out);
+    assert_eq!(
+        patched["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"],
+        5
+    );
+}
+
+#[test]
+fn native_sidecars_get_nothing_and_their_shutdown_joins_the_grace_period() {
+    let mut document = pod(json!([app()]));
+    document["spec"]["initContainers"] = json!([
+        {"name": "migrate", "image": "migrate"},
+        {"name": "shipper", "image": "shipper", "restartPolicy": "Always"}
+    ]);
+    let before = document["spec"]["initContainers"].clone();
+    let (patched, _) = apply(&document, &spec());
+    assert_eq!(patched["spec"]["initContainers"], before);
+    assert_eq!(patched["spec"]["terminationGracePeriodSeconds"], 35);
+    let (without, _) = apply(&pod(json!([app()])), &spec());
+    assert_eq!(without["spec"]["terminationGracePeriodSeconds"], 30);
+}
+
+#[test]
+fn a_stop_signal_needs_a_server_that_has_it_and_a_linux_pod() {
+    let spec = GracefulPolicySpec {
+        drain: Drain {
+            stop_signal: Some(StopSignal::SIGQUIT),
+            ..Drain::default()
+        },
+        ..spec()
+    };
+    let document = pod(json!([app()]));
+    let (patched, _) = apply(&document, &spec);
+    assert_eq!(patched["spec"]["os"], json!({"name": "linux"}));
+    let lifecycle = &patched["spec"]["containers"][0]["lifecycle"];
+    assert_eq!(lifecycle["stopSignal"], "SIGQUIT");
+    assert_eq!(lifecycle["preStop"]["sleep"]["seconds"], 5);
+
+    let old = Capabilities::for_server_version(1, 32);
+    let (patched, mutation) = apply_at(&document, "", &spec, old);
+    assert!(patched["spec"].get("os").is_none());
+    assert!(
+        mutation.warnings[0].contains("ContainerStopSignals"),
+        "{:?}",
+        mutation.warnings
+    );
+
+    let mut windows = document.clone();
+    windows["spec"]["os"] = json!({"name": "windows"});
+    let (patched, mutation) = apply(&windows, &spec);
+    assert!(
+        patched["spec"]["containers"][0]["lifecycle"]
+            .get("stopSignal")
+            .is_none()
+    );
+    assert!(
+        mutation.warnings[0].contains("windows"),
+        "{:?}",
+        mutation.warnings
+    );
+}
+
+#[test]
+fn budget_variables_follow_a_grace_period_that_grew_since_the_first_pass() {
+    let spec = GracefulPolicySpec {
+        env: Some(crate::api::BudgetEnv {
+            standard: true,
+            budget: Vec::new(),
+        }),
+        ..spec()
+    };
+    let (first, _) = apply(&pod(json!([app()])), &spec);
+    let grace = |pod: &Value| {
+        let env = pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        env.into_iter()
+            .find(|v| v["name"] == env::GRACE)
+            .map(|v| v["value"].clone())
+    };
+    assert_eq!(grace(&first), Some(json!("30")));
+    // A native sidecar injected after the first pass.
+    let mut injected = first.clone();
+    injected["spec"]["initContainers"][0]["restartPolicy"] = json!("Always");
+    let (second, mutation) = apply(&injected, &spec);
+    assert_eq!(grace(&second), Some(json!("35")));
+    assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
+    let (_, third) = apply(&second, &spec);
+    assert!(third.patch.0.is_empty());
+}
+
+#[test]
+fn serving_targets_only_containers_a_service_reaches() {
+    let spec = GracefulPolicySpec {
+        targets: crate::api::Targets::Serving,
+        ..spec()
+    };
+    let mut web = app();
+    web["ports"] = json!([{"containerPort": 8080}]);
+    let mut worker = app();
+    worker["name"] = json!("worker");
+    worker["ports"] = json!([{"containerPort": 9000, "name": "jobs"}]);
+    let view: PodView = serde_json::from_value(pod(json!([web, worker]))).unwrap();
+    let service = |selector: Value, target: Value| -> Backend {
+        let service = serde_json::from_value(json!({"spec": {"selector": selector,
+            "ports": [{"port": 80, "targetPort": target}]}}))
+        .unwrap();
+        Backend::of(&service).unwrap()
+    };
+    let changed = |services: &[Backend]| -> Vec<String> {
+        let governing = Governing {
+            name: "web",
+            spec: &spec,
+            services,
+        };
+        let mutation = mutate(&view, Pointer::root(), governing, Capabilities::default());
+        mutation
+            .record
+            .changes
+            .iter()
+            .filter(|c| c.field.ends_with("preStop"))
+            .map(|c| c.field.clone())
+            .collect()
+    };
+    assert!(changed(&[]).is_empty(), "no Service: nothing serves");
+    let web_only = service(json!({"app": "web"}), json!(8080));
+    assert_eq!(
+        changed(&[web_only]),
+        ["spec.containers[app].lifecycle.preStop"]
+    );
+    let by_name = service(json!({"app": "web"}), json!("jobs"));
+    assert_eq!(
+        changed(&[by_name]),
+        ["spec.containers[worker].lifecycle.preStop"]
+    );
+    let elsewhere = service(json!({"app": "other"}), json!(8080));
+    assert!(changed(&[elsewhere]).is_empty());
 }

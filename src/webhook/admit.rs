@@ -6,7 +6,7 @@ use json_patch::jsonptr::Pointer;
 
 use crate::api::Mode;
 use crate::govern::{self, Verdict, govern};
-use crate::mutate::{Capabilities, PodView};
+use crate::mutate::{Backend, Capabilities, PodView};
 use crate::resolve::{Owner, Source, Ungoverned};
 
 use super::policies::NamespacePolicies;
@@ -116,6 +116,7 @@ pub fn decide(
     pod: &PodView,
     policies: &NamespacePolicies,
     owners: &[Owner],
+    services: &[Backend],
     caps: Capabilities,
 ) -> Decision {
     let source = pod_source(pod);
@@ -124,6 +125,7 @@ pub fn decide(
         root: Pointer::root(),
         source: &source,
         owners,
+        services,
     };
     let prefixed = |warnings: &[String]| -> Vec<String> {
         warnings.iter().map(|w| format!("{PREFIX}{w}")).collect()

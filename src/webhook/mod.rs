@@ -15,6 +15,7 @@ pub mod admit;
 pub mod owners;
 pub mod policies;
 pub mod review;
+pub mod services;
 pub mod watch;
 
 use std::panic::AssertUnwindSafe;
@@ -33,7 +34,7 @@ use futures::future::BoxFuture;
 use crate::api::POLICY_KEY;
 use crate::kinds::Kind;
 use crate::metrics::Metrics;
-use crate::mutate::Capabilities;
+use crate::mutate::{Backend, Capabilities};
 use crate::resolve::{Owner, owners_matter};
 use admit::{Decision, Failure, Outcome};
 use policies::NamespacePolicies;
@@ -79,6 +80,9 @@ pub trait Lookup: Send + Sync + 'static {
         namespace: &'a str,
         controller: (Kind, &'a str),
     ) -> BoxFuture<'a, Result<Vec<Owner>, OwnersError>>;
+
+    /// The Services of `namespace`, for policies with `targets: Serving`.
+    fn services(&self, namespace: &str) -> Arc<[Backend]>;
 }
 
 /// What the handler needs.
@@ -173,6 +177,7 @@ impl Webhook {
             }
             _ => Vec::new(),
         };
-        admit::decide(uid, &pod, &policies, &owners, self.caps)
+        let services = self.lookup.services(&namespace);
+        admit::decide(uid, &pod, &policies, &owners, &services, self.caps)
     }
 }

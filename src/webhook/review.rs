@@ -69,7 +69,8 @@ enum Object<'a> {
     Absent,
     Raw(&'a RawValue),
     /// `None`: `null`.
-    Pod(Option<PodView>),
+    /// Boxed: a pod view is far larger than the other variants.
+    Pod(Option<Box<PodView>>),
 }
 
 /// Marks an error inside `object`, to tell it from an error in the envelope.
@@ -113,7 +114,7 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for RequestVisitor<'a> {
                 "dryRun" => request.dry_run = map.next_value()?,
                 "object" if request.is_pod_create() => {
                     let pod = map
-                        .next_value::<Option<PodView>>()
+                        .next_value::<Option<Box<PodView>>>()
                         .map_err(|e| A::Error::custom(format!("{OBJECT_ERROR}{e}")))?;
                     request.object = Object::Pod(pod);
                 }
@@ -178,7 +179,7 @@ pub fn parse(body: &[u8]) -> Result<PodRequest, Malformed> {
     }
     let pod = if request.operation == "CREATE" {
         let pod = match request.object {
-            Object::Pod(pod) => pod,
+            Object::Pod(pod) => pod.map(|pod| *pod),
             Object::Raw(raw) => {
                 serde_json::from_str(raw.get()).map_err(|e| Malformed::BadObject(e.to_string()))?
             }

@@ -17,13 +17,16 @@ use kube::{Api, Client, ResourceExt};
 
 use super::owners::{OwnerIndex, Trimmed, Walk};
 use super::policies::{NamespacePolicies, PolicyIndex};
+use super::services::{ServiceIndex, TrimmedService};
 use super::{Lookup, NotSynced, OwnersError};
 use crate::api::GracefulPolicy;
 use crate::kinds::Kind;
 use crate::metrics::Metrics;
+use crate::mutate::Backend;
 use crate::resolve::Owner;
 use crate::runtime::health::{Component, Health};
 use crate::runtime::watch::{self as driver, WatchError};
+use k8s_openapi::api::core::v1::Service;
 
 /// How long an admission waits for the one owner it may read from the apiserver; the
 /// webhook's own timeout (`timeoutSeconds`) is a few times longer.
@@ -35,6 +38,7 @@ pub struct Caches {
     policies: RwLock<PolicyIndex>,
     policies_synced: AtomicBool,
     owners: RwLock<OwnerIndex>,
+    services: RwLock<ServiceIndex>,
     /// For the read after a miss; without it a miss is an error.
     client: Option<Client>,
     metrics: Arc<Metrics>,
@@ -46,6 +50,7 @@ impl Caches {
             policies: RwLock::default(),
             policies_synced: AtomicBool::new(false),
             owners: RwLock::default(),
+            services: RwLock::default(),
             client,
             metrics,
         }
@@ -108,6 +113,29 @@ impl Caches {
                 (kind, watch.boxed())
             })
             .collect()
+    }
+
+    /// The Service watch, trimmed on arrival, feeding this cache; a component of
+    /// `health`.
+    pub fn service_watch(
+        self: &Arc<Self>,
+        client: &Client,
+        health: &Arc<Health>,
+    ) -> BoxFuture<'static, WatchError> {
+        let component = health.register("Service watch");
+        let api = Api::<Service>::all(client.clone());
+        let events = driver::trimmed(
+            watcher::watcher(api, watcher::Config::default()).default_backoff(),
+            |service: Service| TrimmedService::of(&service),
+        );
+        let indexes: [Arc<dyn driver::Index<TrimmedService>>; 1] = [self.clone()];
+        async move { driver::drive(events, &indexes, &component).await }.boxed()
+    }
+
+    fn services_mut(&self) -> std::sync::RwLockWriteGuard<'_, ServiceIndex> {
+        self.services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The one read after a cache miss: `Ok(None)` when the object is gone.
@@ -266,6 +294,20 @@ impl driver::Index<GracefulPolicy> for Caches {
     }
 }
 
+impl driver::Index<TrimmedService> for Caches {
+    fn apply(&self, service: &TrimmedService) {
+        self.services_mut().apply(service.clone());
+    }
+
+    fn delete(&self, service: &TrimmedService) {
+        self.services_mut().delete(service);
+    }
+
+    fn relist(&self, services: &[TrimmedService]) {
+        self.services_mut().relist(services);
+    }
+}
+
 impl Lookup for Caches {
     fn policies(&self, namespace: &str) -> Result<Option<Arc<NamespacePolicies>>, NotSynced> {
         if !self.policies_synced.load(Ordering::Acquire) {
@@ -284,5 +326,12 @@ impl Lookup for Caches {
         controller: (Kind, &'a str),
     ) -> BoxFuture<'a, Result<Vec<Owner>, OwnersError>> {
         self.owners_of(namespace, controller).boxed()
+    }
+
+    fn services(&self, namespace: &str) -> Arc<[Backend]> {
+        self.services
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(namespace)
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::api::{GracefulPolicy, POLICY_KEY};
 use crate::kinds::Kind;
-use crate::mutate::Capabilities;
+use crate::mutate::{Backend, Capabilities};
 use crate::recommend::{merge_patch, recommendations};
 use crate::resolve::{Owner, Source};
 use crate::webhook::owners::Trimmed;
@@ -190,7 +190,15 @@ async fn why_command(
     let owners = owners_of(client, namespace, &pod).await?;
     let policies = list_policies(client, Some(namespace)).await?;
     let caps = capabilities(client).await;
-    let why = why::explain(&pod, &owners, &policies, caps).context("reading the pod")?;
+    let services: Vec<Backend> = Api::<Service>::namespaced(client.clone(), namespace)
+        .list(&Default::default())
+        .await
+        .with_context(|| format!("listing the Services of {namespace}"))?
+        .items
+        .iter()
+        .filter_map(Backend::of)
+        .collect();
+    let why = why::explain(&pod, &owners, &policies, &services, caps).context("reading the pod")?;
     match output {
         Some(format) => document(&why, format),
         None => Ok(why::text(&why)),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::api::{APPLIED_ANNOTATION, GracefulPolicy, POLICY_KEY, RecentViolation};
 use crate::govern::{Pod as GovernedPod, Verdict, govern};
-use crate::mutate::{Capabilities, ChangeRecord, FieldChange, PodView};
+use crate::mutate::{Backend, Capabilities, ChangeRecord, FieldChange, PodView};
 use crate::resolve::{Owner, Reason, Source};
 use crate::webhook::policies::NamespacePolicies;
 
@@ -45,6 +45,7 @@ pub fn explain(
     pod: &Pod,
     owners: &[Owner],
     policies: &[GracefulPolicy],
+    services: &[Backend],
     caps: Capabilities,
 ) -> Result<Why, serde_json::Error> {
     let view: PodView = serde_json::from_value(serde_json::to_value(pod)?)?;
@@ -60,6 +61,7 @@ pub fn explain(
             root: Pointer::root(),
             source: &source,
             owners,
+            services,
         },
         &namespace_policies,
         caps,
@@ -284,6 +286,7 @@ mod tests {
             &pod(json!({}), 30, 0),
             &[],
             &[broken],
+            &[],
             Capabilities::default(),
         )
         .unwrap();
@@ -303,6 +306,7 @@ mod tests {
             &pod(json!({APPLIED_ANNOTATION: RECORD}), 30, 2),
             &[],
             &[web(20)],
+            &[],
             Capabilities::default(),
         )
         .unwrap();
@@ -333,6 +337,7 @@ mod tests {
             &pod(json!({APPLIED_ANNOTATION: RECORD}), 30, 0),
             &[],
             &[web(50)],
+            &[],
             Capabilities::default(),
         )
         .unwrap();
@@ -366,6 +371,7 @@ mod tests {
             &pod(json!({}), 30, 0),
             &owners,
             &[web(20), slow],
+            &[],
             Capabilities::default(),
         )
         .unwrap();
@@ -388,6 +394,7 @@ mod tests {
             &pod(json!({POLICY_KEY: "false"}), 30, 0),
             &[],
             &[web(20)],
+            &[],
             Capabilities::default(),
         )
         .unwrap();
