@@ -85,7 +85,12 @@ async fn the_apiserver_fills_in_the_defaults() {
         json!({
             "drain": {"preStopSleepSeconds": 5, "shutdownBudgetSeconds": 20, "safetyMarginSeconds": 5,
                       "preStop": "Auto", "existingHooks": "Keep"},
-            "mode": "Enforce"
+            "mode": "Enforce",
+            "targets": "All",
+            "jobs": "Skip",
+            "sidecars": {"shutdownSeconds": 5, "names": ["istio-proxy", "linkerd-proxy"],
+                         "images": ["istio/proxyv2", "istio-release/proxyv2", "linkerd/proxy"],
+                         "meshDrain": "Warn"}
         })
     );
 }
