@@ -181,16 +181,44 @@ async fn tracking(graceful: &Graceful, pods: f64) {
     .await;
 }
 
+/// A namespace with the policy `web`, a kubelet played for it and `graceful run`.
+struct Scene {
+    cluster: &'static support::Cluster,
+    client: Client,
+    ns: String,
+    policies: Api<GracefulPolicy>,
+    kubelet: Kubelet,
+    graceful: Graceful,
+}
+
+impl Scene {
+    async fn new(name: &str) -> Self {
+        let cluster = support::cluster();
+        let client = cluster.client().await;
+        let ns = support::namespace(&client, name).await;
+        cluster.apply_ok(&ns, support::POLICY);
+        Self {
+            cluster,
+            policies: Api::namespaced(client.clone(), &ns),
+            kubelet: Kubelet::new(&client, &ns).await,
+            graceful: Graceful::start(cluster, name, &[]),
+            client,
+            ns,
+        }
+    }
+}
+
 #[tokio::test]
 async fn violations_land_in_status_conditions_and_events_once() {
     let _serial = SERIAL.lock().await;
-    let cluster = support::cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "reconcile").await;
-    cluster.apply_ok(&ns, support::POLICY);
-    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
-    let kubelet = Kubelet::new(&client, &ns).await;
-    let graceful = Graceful::start(cluster, "reconcile", &[]);
+    let Scene {
+        cluster,
+        client,
+        ns,
+        policies,
+        kubelet,
+        graceful,
+    } = Scene::new("reconcile").await;
 
     let ready = status_where(&policies, "a status", |s| condition(s, "Ready").0 == "True").await;
     assert_eq!(ready.termination_grace_period_seconds, Some(35));
@@ -346,13 +374,14 @@ async fn the_status_follows_the_generation_and_the_mode() {
 #[tokio::test]
 async fn an_eviction_that_shortens_the_grace_period_is_the_clusters_not_the_apps() {
     let _serial = SERIAL.lock().await;
-    let cluster = support::cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "evicted").await;
-    cluster.apply_ok(&ns, support::POLICY);
-    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
-    let kubelet = Kubelet::new(&client, &ns).await;
-    let graceful = Graceful::start(cluster, "evicted", &[]);
+    let Scene {
+        cluster,
+        client: _,
+        ns,
+        policies,
+        kubelet,
+        graceful,
+    } = Scene::new("evicted").await;
     kubelet.create("drained").await;
     tracking(&graceful, 1.0).await;
     kubelet.report("drained", running(), json!({}), 0).await;
@@ -428,13 +457,14 @@ async fn an_eviction_that_shortens_the_grace_period_is_the_clusters_not_the_apps
 #[tokio::test]
 async fn a_mesh_proxy_run_as_a_regular_container_is_not_measured_as_the_app() {
     let _serial = SERIAL.lock().await;
-    let cluster = support::cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "reconcile-proxy").await;
-    cluster.apply_ok(&ns, support::POLICY);
-    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
-    let kubelet = Kubelet::new(&client, &ns).await;
-    let graceful = Graceful::start(cluster, "reconcile-proxy", &[]);
+    let Scene {
+        cluster,
+        client: _,
+        ns,
+        policies,
+        kubelet,
+        graceful,
+    } = Scene::new("reconcile-proxy").await;
 
     let containers = json!([{"name": "app", "image": "registry.example/app:1"},
                             {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"}]);
