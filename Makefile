@@ -12,7 +12,8 @@ demo:
 
 # Everything CI runs: formatting, lints, unit, property, golden and integration tests,
 # the latter against a real kube-apiserver built from Go modules (e2e/) and a real
-# node (kubelet, kube-proxy, Debian's containerd; packages installed when missing).
+# node (kubelet, kube-proxy, containerd built from its module; Debian packages installed
+# when missing).
 test: lint cluster-build
 	mkdir -p target
 	tests/with-cluster cargo test --workspace --all-targets 2>&1 | tee target/test.log

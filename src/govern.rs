@@ -108,21 +108,23 @@ pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) ->
 /// The Job or CronJob the pod belongs to: its controller, one of its owners, or itself
 /// as a template in a manifest.
 fn job_of(pod: Pod<'_>) -> Option<Source> {
-    let is_job = |kind: &str| kind == Kind::Job.name() || kind == Kind::CronJob.name();
-    if let Some(controller) = pod.view.controller()
-        && matches!(
-            Kind::of(&controller.api_version, &controller.kind),
-            Some(Kind::Job | Kind::CronJob)
-        )
-    {
-        return Some(Source {
-            kind: controller.kind.clone(),
-            name: controller.name.clone(),
+    // A controller counts only if it is one of the kinds that own pods, in its group.
+    let controller = pod
+        .view
+        .controller()
+        .filter(|c| Kind::of(&c.api_version, &c.kind).is_some())
+        .map(|c| Source {
+            kind: c.kind.clone(),
+            name: c.name.clone(),
         });
-    }
-    let owners = pod.owners.iter().map(|owner| &owner.source);
-    std::iter::once(pod.source)
+    let owners = pod.owners.iter().map(|owner| owner.source.clone());
+    controller
+        .into_iter()
+        .chain(std::iter::once(pod.source.clone()))
         .chain(owners)
-        .find(|source| is_job(&source.kind))
-        .cloned()
+        .find(|source| {
+            [Kind::Job, Kind::CronJob]
+                .map(Kind::name)
+                .contains(&source.kind.as_str())
+        })
 }

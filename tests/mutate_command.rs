@@ -169,6 +169,13 @@ fn after_an_injector_graceful_finishes_its_work_once() {
         }
     }
     let annotations = |i: usize| &documents[i]["metadata"]["annotations"];
+    // The reconciler reads which regular containers the policy left alone from the record.
+    let left_alone = |i: usize| -> Value {
+        let record = annotations(i)["graceful.dev/applied"].as_str().unwrap();
+        serde_json::from_str::<Value>(record).unwrap()["leftAlone"].clone()
+    };
+    assert_eq!(left_alone(0), json!({"istio-proxy": "sidecar"}));
+    assert_eq!(left_alone(2), json!({"linkerd-proxy": "sidecar"}));
     assert!(
         annotations(0)["proxy.istio.io/config"]
             .as_str()

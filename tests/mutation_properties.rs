@@ -237,6 +237,15 @@ fn capabilities() -> impl Strategy<Value = Capabilities> {
     ]
 }
 
+/// Each container of `pod` beside itself in `patched`.
+fn containers<'a>(
+    pod: &'a Value,
+    patched: &'a Value,
+) -> impl Iterator<Item = (&'a Value, &'a Value)> {
+    let list = |pod: &'a Value| pod["spec"]["containers"].as_array().into_iter().flatten();
+    list(pod).zip(list(patched))
+}
+
 fn run(pod: &Value, spec: &GracefulPolicySpec, caps: Capabilities) -> (Value, usize) {
     let view: PodView = serde_json::from_value(pod.clone()).expect("a pod view");
     let governing = Governing {
@@ -288,10 +297,9 @@ proptest! {
         pod in pod(), spec in policy(), caps in capabilities()
     ) {
         let (patched, _) = run(&pod, &spec, caps);
-        let before = pod["spec"]["containers"].as_array().unwrap();
-        for (index, container) in patched["spec"]["containers"].as_array().unwrap().iter().enumerate() {
+        for (before, container) in containers(&pod, &patched) {
             let hook = &container["lifecycle"]["preStop"];
-            if hook != &before[index]["lifecycle"]["preStop"] {
+            if hook != &before["lifecycle"]["preStop"] {
                 let seconds = sleep_seconds(hook).expect("graceful writes sleep hooks only");
                 prop_assert_eq!(seconds, spec.drain.budget.pre_stop_sleep_seconds);
                 prop_assert!(seconds < grace(&patched), "sleep {} grace {}", seconds, grace(&patched));
@@ -333,11 +341,10 @@ proptest! {
         pod in pod(), spec in policy(), caps in capabilities()
     ) {
         let (patched, _) = run(&pod, &spec, caps);
-        let before = pod["spec"]["containers"].as_array().unwrap();
-        for (index, container) in patched["spec"]["containers"].as_array().unwrap().iter().enumerate() {
-            let opted_out = before[index]["lifecycle"]["preStop"]["sleep"]["seconds"] == 0;
+        for (before, container) in containers(&pod, &patched) {
+            let opted_out = before["lifecycle"]["preStop"]["sleep"]["seconds"] == 0;
             if container["name"] == "istio-proxy" || opted_out {
-                prop_assert_eq!(container, &before[index]);
+                prop_assert_eq!(container, before);
             }
         }
     }
@@ -347,12 +354,11 @@ proptest! {
         pod in pod(), spec in policy(), caps in capabilities()
     ) {
         let (patched, _) = run(&pod, &spec, caps);
-        let before = pod["spec"]["containers"].as_array().unwrap();
-        for (index, container) in patched["spec"]["containers"].as_array().unwrap().iter().enumerate() {
-            let had = before[index]["env"].as_array().cloned().unwrap_or_default();
+        for (before, container) in containers(&pod, &patched) {
+            let had = before["env"].as_array().cloned().unwrap_or_default();
             let has = container["env"].as_array().cloned().unwrap_or_default();
             prop_assert_eq!(&has[..had.len()], &had[..]);
-            if before[index].get("envFrom").is_some() {
+            if before.get("envFrom").is_some() {
                 prop_assert_eq!(has.len(), had.len());
             }
         }
@@ -364,13 +370,12 @@ proptest! {
     ) {
         let (patched, _) = run(&pod, &spec, caps);
         prop_assert_eq!(&patched["spec"]["initContainers"], &pod["spec"]["initContainers"]);
-        let before = pod["spec"]["containers"].as_array().unwrap();
-        for (index, container) in patched["spec"]["containers"].as_array().unwrap().iter().enumerate() {
+        for (before, container) in containers(&pod, &patched) {
             let name = container["name"].as_str().unwrap();
             let governed = spec.containers.is_empty() || spec.containers.iter().any(|c| c == name);
             let governed = governed && name != "istio-proxy";
             if !governed || spec.mode == Mode::Audit {
-                prop_assert_eq!(container, &before[index]);
+                prop_assert_eq!(container, before);
             }
         }
     }

@@ -53,6 +53,15 @@ fn status_of(pod: &Pod) -> Option<&ContainerStatus> {
     pod.status.as_ref()?.container_statuses.as_ref()?.first()
 }
 
+/// The pods of a fresh namespace `name` on the cluster with the real node, and the
+/// node's name.
+async fn node_pods(name: &str) -> (Api<Pod>, &'static str) {
+    let (cluster, node) = support::node_cluster();
+    let client = cluster.client().await;
+    let ns = support::namespace(&client, name).await;
+    (Api::namespaced(client, &ns), node)
+}
+
 /// Creates `pod` and waits until its container runs and is ready.
 async fn run(pods: &Api<Pod>, pod: &Pod) -> String {
     let name = pod.metadata.name.clone().expect("a name");
@@ -293,10 +302,7 @@ async fn a_deployment_of_a_local_image_is_ready_and_its_service_answers_from_the
 
 #[tokio::test]
 async fn a_container_over_its_memory_limit_is_oom_killed_and_restarted() {
-    let (cluster, node) = support::node_cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "node-oom").await;
-    let pods = Api::<Pod>::namespaced(client, &ns);
+    let (pods, node) = node_pods("node-oom").await;
     let mut hog = container(
         "hog",
         // dd fills a 64 MiB buffer: four times the limit.
@@ -330,10 +336,7 @@ async fn a_container_over_its_memory_limit_is_oom_killed_and_restarted() {
 
 #[tokio::test]
 async fn a_process_ignoring_sigterm_is_killed_at_the_end_of_its_grace_period() {
-    let (cluster, node) = support::node_cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "node-grace").await;
-    let pods = Api::<Pod>::namespaced(client, &ns);
+    let (pods, node) = node_pods("node-grace").await;
     let spec = pod(
         "stubborn",
         node,
@@ -368,33 +371,41 @@ async fn a_process_ignoring_sigterm_is_killed_at_the_end_of_its_grace_period() {
     assert!((5.0..10.0).contains(&took), "gone after {took} s");
 }
 
-#[tokio::test]
-async fn a_prestop_sleep_delays_sigterm() {
-    let (cluster, node) = support::node_cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "node-prestop").await;
-    let pods = Api::<Pod>::namespaced(client, &ns);
-    // The process writes the uptime at which SIGTERM arrived as its termination
-    // message; `wait` returns at once on a trapped signal.
-    let mut app = container(
+/// A process that writes the uptime at which `signal` arrived as its termination
+/// message, runs `drain` (shell) and exits 0; `prelude` runs first. `wait` returns at
+/// once on a trapped signal.
+fn signal_clock(signal: &str, prelude: &str, drain: &str) -> Value {
+    let trap = "read up rest </proc/uptime; echo \"$up\" >/dev/termination-log";
+    container(
         "app",
-        "trap 'read up rest </proc/uptime; echo \"$up\" >/dev/termination-log; exit 0' TERM\n\
-         sleep 3600 &\n\
-         wait",
-    );
-    app["lifecycle"] = json!({"preStop": {"sleep": {"seconds": 3}}});
-    let spec = pod("prestop", node, json!({"containers": [app]}));
-    let name = run(&pods, &spec).await;
+        &format!("{prelude}\ntrap '{trap}; {drain}exit 0' {signal}\nsleep 3600 &\nwait"),
+    )
+}
 
-    let deletion = delete_and_follow(&pods, &name).await;
+/// Seconds from the delete to the signal a [`signal_clock`] container recorded, once it
+/// exited 0 from its trap.
+fn seconds_to_signal(deletion: &Deletion) -> f64 {
     let end = terminated(&deletion.gone);
-    assert_eq!(end.exit_code, 0, "exited from its SIGTERM trap: {end:?}");
+    println!("{end:?}");
+    assert_eq!(end.exit_code, 0, "exited from its signal trap: {end:?}");
     let signalled: f64 = end
         .message
         .as_deref()
         .and_then(|message| message.trim().parse().ok())
         .unwrap_or_else(|| panic!("the signal time as termination message: {end:?}"));
-    let after = signalled - deletion.deleted_at;
+    signalled - deletion.deleted_at
+}
+
+#[tokio::test]
+async fn a_prestop_sleep_delays_sigterm() {
+    let (pods, node) = node_pods("node-prestop").await;
+    let mut app = signal_clock("TERM", "", "");
+    app["lifecycle"] = json!({"preStop": {"sleep": {"seconds": 3}}});
+    let spec = pod("prestop", node, json!({"containers": [app]}));
+    let name = run(&pods, &spec).await;
+
+    let deletion = delete_and_follow(&pods, &name).await;
+    let after = seconds_to_signal(&deletion);
     println!("SIGTERM {after:.2} s after the delete (preStop sleep 3 s)");
     // Not before the sleep ends; the upper bound leaves room for a busy machine.
     assert!(
@@ -418,6 +429,16 @@ fn governed(pod: Pod, policy: &str) -> Pod {
     let mutation = mutate(&view, Pointer::root(), governing, caps);
     json_patch::patch(&mut value, &mutation.patch.0).expect("the patch applies");
     serde_json::from_value(value).expect("a governed pod")
+}
+
+/// Pod `name` made of `spec`, governed by `policy` (see [`governed`]), running on the
+/// node in a namespace of its own; returns the pod as it was created.
+async fn run_governed(name: &str, spec: Value, policy: &str) -> (Api<Pod>, Pod) {
+    let (pods, node) = node_pods(&format!("node-{name}")).await;
+    let spec = governed(pod(name, node, spec), policy);
+    run(&pods, &spec).await;
+    let created = pods.get(name).await.expect("the pod");
+    (pods, created)
 }
 
 /// The terminated state of the container or init container `name`.
@@ -444,45 +465,29 @@ fn draining(name: &str, signal: &str, seconds: &str) -> Value {
 
 #[tokio::test]
 async fn a_native_sidecar_outlives_an_app_that_uses_its_whole_budget() {
-    let (cluster, node) = support::node_cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "node-sidecar").await;
-    let pods = Api::<Pod>::namespaced(client, &ns);
     let mut sidecar = draining("shipper", "TERM", "2");
     sidecar["restartPolicy"] = json!("Always");
-    let spec = pod(
+    let (pods, created) = run_governed(
         "sidecar",
-        node,
         json!({"terminationGracePeriodSeconds": 5, "initContainers": [sidecar],
                "containers": [draining("app", "TERM", "\"$GRACEFUL_SHUTDOWN_BUDGET_SECONDS\"")]}),
-    );
-    let spec = governed(
-        spec,
         "drain: {preStopSleepSeconds: 1, shutdownBudgetSeconds: 4, safetyMarginSeconds: 3}\n\
          sidecars: {shutdownSeconds: 4}\nenv: {}\n",
-    );
+    )
+    .await;
+    let spec = created.spec.as_ref().expect("a spec");
     assert_eq!(
-        spec.spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds),
+        spec.termination_grace_period_seconds,
         Some(12),
         "sleep 1 + budget 4 + sidecars 4 + margin 3"
     );
-    let name = run(&pods, &spec).await;
-    let created = pods.get(&name).await.expect("the pod");
-    let shipper = &created
-        .spec
-        .as_ref()
-        .expect("a spec")
-        .init_containers
-        .as_ref()
-        .expect("init containers")[0];
+    let shipper = &spec.init_containers.as_ref().expect("init containers")[0];
     assert!(
         shipper.lifecycle.is_none(),
         "nothing is added to a native sidecar"
     );
 
-    let deletion = delete_and_follow(&pods, &name).await;
+    let deletion = delete_and_follow(&pods, "sidecar").await;
     let app = terminated_named(&deletion.gone, "app");
     let shipper = terminated_named(&deletion.gone, "shipper");
     println!("app {app:?}\nshipper {shipper:?}");
@@ -500,22 +505,15 @@ async fn a_native_sidecar_outlives_an_app_that_uses_its_whole_budget() {
 
 #[tokio::test]
 async fn an_app_that_drains_for_its_budget_variable_exits_before_the_deadline() {
-    let (cluster, node) = support::node_cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "node-budget").await;
-    let pods = Api::<Pod>::namespaced(client, &ns);
     let script = "\"$GRACEFUL_SHUTDOWN_BUDGET_SECONDS\"";
-    let spec = pod(
+    let (pods, created) = run_governed(
         "budget",
-        node,
         json!({"containers": [draining("app", "TERM", script)]}),
-    );
-    let spec = governed(
-        spec,
         "drain: {preStopSleepSeconds: 1, shutdownBudgetSeconds: 6, safetyMarginSeconds: 3}\n\
          env: {budget: [{name: SPRING_LIFECYCLE_TIMEOUT_PER_SHUTDOWN_PHASE, format: Duration}]}\n",
-    );
-    let env = spec.spec.as_ref().expect("a spec").containers[0]
+    )
+    .await;
+    let env = created.spec.as_ref().expect("a spec").containers[0]
         .env
         .clone()
         .unwrap_or_default();
@@ -536,9 +534,8 @@ async fn an_app_that_drains_for_its_budget_variable_exits_before_the_deadline() 
         value("SPRING_LIFECYCLE_TIMEOUT_PER_SHUTDOWN_PHASE").as_deref(),
         Some("6s")
     );
-    let name = run(&pods, &spec).await;
 
-    let deletion = delete_and_follow(&pods, &name).await;
+    let deletion = delete_and_follow(&pods, "budget").await;
     let end = terminated(&deletion.gone);
     let deadline = deletion
         .requested
@@ -555,31 +552,18 @@ async fn an_app_that_drains_for_its_budget_variable_exits_before_the_deadline() 
 }
 
 /// The stop signal through the real apiserver (with the ContainerStopSignals gate) and
-/// node. The apiserver keeps the field; the node honours it only if its runtime reports
-/// the signal back in the container status, which containerd 1.6 does not: then the
-/// app, which drains only on SIGQUIT, is SIGKILLed, and the test says so.
+/// node (containerd 2, which honours the CRI field): an app that ignores SIGTERM and
+/// drains only on SIGQUIT gets SIGQUIT after the preStop sleep, drains and exits 0
+/// within its budget.
 #[tokio::test]
 async fn an_app_that_drains_only_on_sigquit_gets_sigquit_from_the_policy() {
-    let (cluster, node) = support::node_cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "node-signal").await;
-    let pods = Api::<Pod>::namespaced(client, &ns);
-    let mut app = draining("app", "QUIT", "1");
-    app["command"][2] = json!(format!(
-        "trap '' TERM\n{}",
-        app["command"][2].as_str().unwrap_or_default()
-    ));
-    let spec = pod(
+    let app = signal_clock("QUIT", "trap '' TERM", "sleep 1; ");
+    let (pods, created) = run_governed(
         "signal",
-        node,
         json!({"terminationGracePeriodSeconds": 6, "containers": [app]}),
-    );
-    let spec = governed(
-        spec,
         "drain: {preStopSleepSeconds: 1, shutdownBudgetSeconds: 2, safetyMarginSeconds: 1, stopSignal: SIGQUIT}\n",
-    );
-    let name = run(&pods, &spec).await;
-    let created = pods.get(&name).await.expect("the pod");
+    )
+    .await;
     let container = &created.spec.as_ref().expect("a spec").containers[0];
     let signal = container
         .lifecycle
@@ -591,22 +575,26 @@ async fn an_app_that_drains_only_on_sigquit_gets_sigquit_from_the_policy() {
         "the apiserver keeps the stop signal"
     );
     let reported = status_of(&created).and_then(|s| s.stop_signal.clone());
-    println!("the runtime reports stop signal {reported:?}");
+    assert_eq!(
+        reported.as_deref(),
+        Some("SIGQUIT"),
+        "the runtime reports the signal it will send"
+    );
 
-    let deletion = delete_and_follow(&pods, &name).await;
-    let end = terminated(&deletion.gone);
-    println!("{end:?}");
-    match reported.as_deref() {
-        Some("SIGQUIT") => assert_eq!(end.exit_code, 0, "drained on SIGQUIT: {end:?}"),
-        _ => {
-            eprintln!(
-                "the node's runtime does not honour lifecycle.stopSignal (no stopSignal in the container status): exit code {}",
-                end.exit_code
-            );
-            assert_eq!(
-                end.exit_code, 137,
-                "sent SIGTERM, ignored, then SIGKILL: {end:?}"
-            );
-        }
-    }
+    let deletion = delete_and_follow(&pods, "signal").await;
+    let after = seconds_to_signal(&deletion);
+    println!("SIGQUIT {after:.2} s after the delete (preStop sleep 1 s)");
+    // Not before the sleep ends; the upper bound leaves room for a busy machine.
+    assert!(
+        (1.0..5.0).contains(&after),
+        "SIGQUIT {after} s after the delete"
+    );
+    let deadline = deletion
+        .requested
+        .metadata
+        .deletion_timestamp
+        .expect("a deletionTimestamp");
+    let finished = terminated(&deletion.gone).finished_at.clone();
+    let finished = finished.expect("a finishedAt");
+    assert!(finished.0 < deadline.0, "exited before the deadline");
 }

@@ -9,6 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use graceful::api::{GracefulPolicy, GracefulPolicyStatus};
+use graceful::mutate::{Capabilities, Governing, PodView, mutate};
+use json_patch::jsonptr::Pointer;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
@@ -46,11 +48,17 @@ impl Kubelet {
     /// A governed pod, bound to our node from the start (an unbound pod is deleted at
     /// once, not gracefully).
     async fn create(&self, name: &str) {
+        let app = json!({"name": "app", "image": "registry.example/app:1"});
+        self.create_governed(name, json!([app]), RECORD).await;
+    }
+
+    /// A pod of `containers` with the webhook's `record`.
+    async fn create_governed(&self, name: &str, containers: Value, record: &str) {
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"graceful.dev/policy": "web"},
-                         "annotations": {"graceful.dev/applied": RECORD}},
+                         "annotations": {"graceful.dev/applied": record}},
             "spec": {"nodeName": self.node, "terminationGracePeriodSeconds": 35,
-                     "containers": [{"name": "app", "image": "registry.example/app:1"}]}
+                     "containers": containers}
         }))
         .unwrap();
         self.pods
@@ -60,10 +68,21 @@ impl Kubelet {
     }
 
     async fn report(&self, name: &str, state: Value, last_state: Value, restarts: i32) {
-        let status = json!({"status": {"phase": "Running", "containerStatuses": [{
-            "name": "app", "image": "registry.example/app:1", "imageID": "", "ready": false,
-            "restartCount": restarts, "state": state, "lastState": last_state,
-        }]}});
+        self.report_containers(name, &[("app", state, last_state, restarts)])
+            .await;
+    }
+
+    /// Each container's state, last state and restart count.
+    async fn report_containers(&self, name: &str, containers: &[(&str, Value, Value, i32)]) {
+        let statuses: Vec<Value> = containers
+            .iter()
+            .map(|(container, state, last_state, restarts)| {
+                json!({"name": container, "image": "registry.example/app:1", "imageID": "",
+                       "ready": false, "restartCount": restarts, "state": state,
+                       "lastState": last_state})
+            })
+            .collect();
+        let status = json!({"status": {"phase": "Running", "containerStatuses": statuses}});
         self.pods
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
             .await
@@ -74,6 +93,13 @@ impl Kubelet {
     /// kubelet would report it `after` seconds into the grace period, and the final
     /// removal.
     async fn shut_down(&self, name: &str, exit_code: i32, reason: &str, after: i64) {
+        self.shut_down_containers(name, &[("app", exit_code, reason, after)])
+            .await;
+    }
+
+    /// [`Kubelet::shut_down`] with an end (exit code, reason, seconds into the grace
+    /// period) for each container.
+    async fn shut_down_containers(&self, name: &str, ends: &[(&str, i32, &str, i64)]) {
         self.pods
             .delete(name, &DeleteParams::default().grace_period(35))
             .await
@@ -81,16 +107,18 @@ impl Kubelet {
         let pod = self.pods.get(name).await.unwrap();
         let deadline = pod.metadata.deletion_timestamp.unwrap().0;
         let grace = pod.metadata.deletion_grace_period_seconds.unwrap();
-        let finished = deadline
-            .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(grace - after))
-            .unwrap();
-        self.report(
-            name,
-            json!({"terminated": {"exitCode": exit_code, "reason": reason, "finishedAt": rfc3339(finished)}}),
-            json!({}),
-            0,
-        )
-        .await;
+        let statuses: Vec<(&str, Value, Value, i32)> = ends
+            .iter()
+            .map(|(container, exit_code, reason, after)| {
+                let finished = deadline
+                    .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(grace - after))
+                    .unwrap();
+                let state = json!({"terminated": {"exitCode": exit_code, "reason": reason,
+                                                  "finishedAt": rfc3339(finished)}});
+                (*container, state, json!({}), 0)
+            })
+            .collect();
+        self.report_containers(name, &statuses).await;
         self.pods
             .delete(name, &DeleteParams::default().grace_period(0))
             .await
@@ -153,16 +181,44 @@ async fn tracking(graceful: &Graceful, pods: f64) {
     .await;
 }
 
+/// A namespace with the policy `web`, a kubelet played for it and `graceful run`.
+struct Scene {
+    cluster: &'static support::Cluster,
+    client: Client,
+    ns: String,
+    policies: Api<GracefulPolicy>,
+    kubelet: Kubelet,
+    graceful: Graceful,
+}
+
+impl Scene {
+    async fn new(name: &str) -> Self {
+        let cluster = support::cluster();
+        let client = cluster.client().await;
+        let ns = support::namespace(&client, name).await;
+        cluster.apply_ok(&ns, support::POLICY);
+        Self {
+            cluster,
+            policies: Api::namespaced(client.clone(), &ns),
+            kubelet: Kubelet::new(&client, &ns).await,
+            graceful: Graceful::start(cluster, name, &[]),
+            client,
+            ns,
+        }
+    }
+}
+
 #[tokio::test]
 async fn violations_land_in_status_conditions_and_events_once() {
     let _serial = SERIAL.lock().await;
-    let cluster = support::cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "reconcile").await;
-    cluster.apply_ok(&ns, support::POLICY);
-    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
-    let kubelet = Kubelet::new(&client, &ns).await;
-    let graceful = Graceful::start(cluster, "reconcile", &[]);
+    let Scene {
+        cluster,
+        client,
+        ns,
+        policies,
+        kubelet,
+        graceful,
+    } = Scene::new("reconcile").await;
 
     let ready = status_where(&policies, "a status", |s| condition(s, "Ready").0 == "True").await;
     assert_eq!(ready.termination_grace_period_seconds, Some(35));
@@ -318,13 +374,14 @@ async fn the_status_follows_the_generation_and_the_mode() {
 #[tokio::test]
 async fn an_eviction_that_shortens_the_grace_period_is_the_clusters_not_the_apps() {
     let _serial = SERIAL.lock().await;
-    let cluster = support::cluster();
-    let client = cluster.client().await;
-    let ns = support::namespace(&client, "evicted").await;
-    cluster.apply_ok(&ns, support::POLICY);
-    let policies = Api::<GracefulPolicy>::namespaced(client.clone(), &ns);
-    let kubelet = Kubelet::new(&client, &ns).await;
-    let graceful = Graceful::start(cluster, "evicted", &[]);
+    let Scene {
+        cluster,
+        client: _,
+        ns,
+        policies,
+        kubelet,
+        graceful,
+    } = Scene::new("evicted").await;
     kubelet.create("drained").await;
     tracking(&graceful, 1.0).await;
     kubelet.report("drained", running(), json!({}), 0).await;
@@ -389,6 +446,69 @@ async fn an_eviction_that_shortens_the_grace_period_is_the_clusters_not_the_apps
         "{}",
         shortened.detail
     );
+    assert_eq!(condition(&status, "ShutdownsWithinBudget").0, "True");
+    drop(graceful);
+    cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// An Istio proxy injected as a regular container, SIGKILLed at the deadline after the
+/// app drained: the record graceful's engine writes for the pod says the policy left
+/// the proxy alone, so only the app's shutdown is measured and nothing is over budget.
+#[tokio::test]
+async fn a_mesh_proxy_run_as_a_regular_container_is_not_measured_as_the_app() {
+    let _serial = SERIAL.lock().await;
+    let Scene {
+        cluster,
+        client: _,
+        ns,
+        policies,
+        kubelet,
+        graceful,
+    } = Scene::new("reconcile-proxy").await;
+
+    let containers = json!([{"name": "app", "image": "registry.example/app:1"},
+                            {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"}]);
+    let policy: GracefulPolicy = serde_yaml_ng::from_str(support::POLICY).unwrap();
+    let view: PodView =
+        serde_json::from_value(json!({"spec": {"containers": containers}})).unwrap();
+    let governing = Governing {
+        name: "web",
+        spec: &policy.spec,
+        services: &[],
+    };
+    let mutation = mutate(&view, Pointer::root(), governing, Capabilities::default());
+    let record = serde_json::to_string(&mutation.record).unwrap();
+    assert!(
+        record.contains(r#""leftAlone":{"istio-proxy":"sidecar"}"#),
+        "{record}"
+    );
+    kubelet.create_governed("meshed", containers, &record).await;
+    tracking(&graceful, 1.0).await;
+    kubelet
+        .report_containers(
+            "meshed",
+            &[
+                ("app", running(), json!({}), 0),
+                ("istio-proxy", running(), json!({}), 0),
+            ],
+        )
+        .await;
+    kubelet
+        .shut_down_containers(
+            "meshed",
+            &[
+                ("app", 0, "Completed", 8),
+                ("istio-proxy", 137, "Error", 35),
+            ],
+        )
+        .await;
+
+    let status = status_where(&policies, "the shutdown", |s| {
+        s.shutdown.as_ref().is_some_and(|d| d.observed >= 1)
+    })
+    .await;
+    assert_eq!(status.shutdown.as_ref().unwrap().observed, 1, "{status:?}");
+    assert_eq!(counts(&status), (0, 0, 0), "{status:?}");
     assert_eq!(condition(&status, "ShutdownsWithinBudget").0, "True");
     drop(graceful);
     cluster.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);

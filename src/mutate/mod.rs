@@ -8,6 +8,8 @@ mod pod;
 mod record;
 mod roles;
 
+use std::collections::BTreeMap;
+
 use json_patch::jsonptr::{Pointer, PointerBuf};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::{Map, Value, json};
@@ -107,13 +109,16 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
     let grace = want.max(current.unwrap_or(DEFAULT_GRACE_PERIOD_SECONDS));
     let hook = desired_hook(&spec.drain, caps);
     let variables = env::wanted(spec, grace);
-    let apps: Vec<(usize, &ContainerView)> = pod
-        .spec
-        .containers
-        .iter()
-        .enumerate()
-        .filter(|(_, container)| Role::of(container, pod, policy) == Role::App)
-        .collect();
+    let mut apps: Vec<(usize, &ContainerView)> = Vec::new();
+    let mut left_alone = BTreeMap::new();
+    for (index, container) in pod.spec.containers.iter().enumerate() {
+        match Role::of(container, pod, policy) {
+            Role::App => apps.push((index, container)),
+            role => {
+                left_alone.insert(container.name.clone(), role);
+            }
+        }
+    }
     let signal = if apps.is_empty() {
         None
     } else {
@@ -156,6 +161,7 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
         policy: policy.name.to_owned(),
         mode: spec.mode,
         budget: spec.drain.budget,
+        left_alone,
         changes: std::mem::take(&mut edit.changes),
     };
 
@@ -176,8 +182,12 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
     }
 
     // An already-patched pod yields no operations at all: nothing changed and the record
-    // of the earlier pass stays as it is.
-    if !record.changes.is_empty() || earlier.is_none() {
+    // of the earlier pass stays as it is. A container added since (an injected proxy) is
+    // still recorded as left alone.
+    let rewrite = earlier
+        .as_ref()
+        .is_none_or(|e| !record.changes.is_empty() || e.left_alone != record.left_alone);
+    if rewrite {
         if let Some(earlier) = earlier {
             record.merge_earlier(earlier);
         }

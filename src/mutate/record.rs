@@ -1,9 +1,12 @@
 //! The record graceful leaves on a mutated pod: which policy, under which drain
 //! settings, and every field it changed with its value before.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Role;
 use crate::api::{Budget, Mode};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -15,6 +18,11 @@ pub struct ChangeRecord {
     /// these, not against a policy that may have changed since.
     #[serde(flatten)]
     pub budget: Budget,
+    /// The regular containers the policy leaves alone, and why. The reconciler reads
+    /// them so that it classifies containers as the webhook did: their shutdowns are
+    /// not the app's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub left_alone: BTreeMap<String, Role>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
 }

@@ -6,12 +6,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{Sidecars, Targets};
 
 use super::{ContainerView, Governing, PodView, PortView};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Written into the pod's record for each container left alone (`sidecar`, `optedOut`,
+/// ...), where the reconciler reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Role {
     /// Changed: sleep, stop signal, readiness, variables.
     App,

@@ -652,3 +652,62 @@ fn serving_targets_only_containers_a_service_reaches() {
     let elsewhere = service(json!({"app": "other"}), json!(8080));
     assert!(changed(&[elsewhere]).is_empty());
 }
+
+#[test]
+fn the_record_names_each_container_left_alone_and_why() {
+    let mut spec = spec();
+    spec.containers = vec!["app".into(), "proxy".into(), "quiet".into()];
+    spec.sidecars.names = vec!["proxy".into()];
+    let opted_out = json!({"name": "quiet", "lifecycle": {"preStop": {"sleep": {"seconds": 0}}}});
+    let pod = pod(json!([app(), {"name": "proxy"}, opted_out, {"name": "batch"}]));
+    let (patched, mutation) = apply(&pod, &spec);
+    let left_alone: Vec<(&str, Role)> = mutation
+        .record
+        .left_alone
+        .iter()
+        .map(|(name, role)| (name.as_str(), *role))
+        .collect();
+    assert_eq!(
+        left_alone,
+        [
+            ("batch", Role::NotNamed),
+            ("proxy", Role::Sidecar),
+            ("quiet", Role::OptedOut)
+        ]
+    );
+    let written = &patched["metadata"]["annotations"][APPLIED_ANNOTATION];
+    assert!(
+        written
+            .as_str()
+            .unwrap()
+            .contains(r#""leftAlone":{"batch":"notNamed","proxy":"sidecar","quiet":"optedOut"}"#),
+        "{written}"
+    );
+    assert_eq!(record_of(&patched), mutation.record, "read back as written");
+}
+
+#[test]
+fn a_second_pass_records_an_injected_proxy_left_alone_even_with_nothing_to_change() {
+    let (mut once, _) = apply(&pod(json!([app()])), &spec());
+    once["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"}));
+    let (twice, second) = apply(&once, &spec());
+    assert!(!second.patch.0.is_empty(), "the record is rewritten");
+    assert_eq!(
+        record_of(&twice).changes,
+        record_of(&once).changes,
+        "and keeps what the first pass changed"
+    );
+    assert_eq!(
+        record_of(&twice).left_alone,
+        BTreeMap::from([("istio-proxy".to_owned(), Role::Sidecar)])
+    );
+    let (_, third) = apply(&twice, &spec());
+    assert!(
+        third.patch.0.is_empty(),
+        "then nothing more: {:?}",
+        third.patch
+    );
+}

@@ -28,6 +28,7 @@ fn pod(containers: Vec<ContainerStatus>) -> ObservedPod {
         deletion: None,
         disruption: None,
         containers,
+        left_alone: Vec::new(),
         sidecars: Vec::new(),
     }
 }

@@ -39,8 +39,13 @@ pub struct ObservedPod {
     pub deletion: Option<Deletion>,
     /// Who or what ended it, where its status says.
     pub disruption: Option<Disruption>,
-    /// The app containers.
+    /// The regular containers: the apps, and those the record says the policy left
+    /// alone.
     pub containers: Vec<ContainerStatus>,
+    /// The regular containers the policy left alone (mesh proxies and other sidecars,
+    /// opted out, not named, not serving), by name, from the record: how they exit
+    /// once the pod is deleted is not the app's shutdown.
+    pub left_alone: Vec<String>,
     /// Native sidecars: init containers with `restartPolicy: Always`.
     pub sidecars: Vec<ContainerStatus>,
 }
@@ -82,7 +87,10 @@ impl ObservedPod {
             uid: meta.uid.clone()?,
             name: meta.name.clone().unwrap_or_default(),
             budget: record.as_ref().map(|r| r.budget),
-            mutated: record.is_some_and(|r| !r.changes.is_empty()),
+            mutated: record.as_ref().is_some_and(|r| !r.changes.is_empty()),
+            left_alone: record
+                .map(|r| r.left_alone.into_keys().collect())
+                .unwrap_or_default(),
             policy,
             grace_period_seconds,
             deletion,
@@ -130,18 +138,22 @@ impl Tracker {
         let remembered = self.pods.entry(pod.uid.clone()).or_default();
         remembered.swept = false;
         let mut findings = Vec::new();
+        // Sidecars and the other containers the policy left alone restart and get
+        // OOM-killed like any container while the pod runs; once it is deleted, how
+        // they exit is expected.
         for status in &pod.containers {
             let previous = remembered
                 .restart_counts
                 .insert(status.name.clone(), status.restart_count)
                 .or(known.then_some(0));
-            findings.extend(shutdown::incidents(status, previous));
-            if let Some(deletion) = &pod.deletion {
+            let app = !pod.left_alone.contains(&status.name);
+            if app || pod.deletion.is_none() {
+                findings.extend(shutdown::incidents(status, previous));
+            }
+            if app && let Some(deletion) = &pod.deletion {
                 findings.extend(shutdown::shutdown(status, deletion, budget));
             }
         }
-        // Sidecars restart and get OOM-killed like any container while the pod runs;
-        // once it is deleted, how they exit is expected.
         for status in &pod.sidecars {
             let previous = remembered
                 .restart_counts

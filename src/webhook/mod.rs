@@ -177,7 +177,11 @@ impl Webhook {
             }
             _ => Vec::new(),
         };
-        let services = self.lookup.services(&namespace);
+        let services = if policies.needs_services() {
+            self.lookup.services(&namespace)
+        } else {
+            Arc::from([])
+        };
         admit::decide(uid, &pod, &policies, &owners, &services, self.caps)
     }
 }

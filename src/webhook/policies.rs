@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use crate::api::{GracefulPolicy, GracefulPolicySpec};
+use crate::api::{GracefulPolicy, GracefulPolicySpec, Targets};
 use crate::resolve::Candidate;
 
 /// The policies of one namespace.
@@ -19,6 +19,9 @@ pub struct NamespacePolicies {
     specs: HashMap<String, GracefulPolicySpec>,
     /// Policies that cannot be used, and why: graceful skips them and says so.
     pub broken: Vec<(String, String)>,
+    /// Whether a policy here has `targets: Serving`: only then does an admission need
+    /// the namespace's Services.
+    serving: bool,
 }
 
 impl NamespacePolicies {
@@ -27,6 +30,7 @@ impl NamespacePolicies {
         for policy in policies {
             match Candidate::from_policy(policy) {
                 Ok(candidate) => {
+                    this.serving |= policy.spec.targets == Targets::Serving;
                     this.specs
                         .insert(candidate.name.clone(), policy.spec.clone());
                     this.candidates.push(candidate);
@@ -38,6 +42,10 @@ impl NamespacePolicies {
             }
         }
         this
+    }
+
+    pub fn needs_services(&self) -> bool {
+        self.serving
     }
 
     pub fn spec(&self, name: &str) -> Option<&GracefulPolicySpec> {
@@ -148,6 +156,21 @@ mod tests {
         );
         policy.metadata.namespace = Some(namespace.to_owned());
         policy
+    }
+
+    #[test]
+    fn only_a_namespace_with_a_serving_policy_needs_its_services() {
+        let mut serving = policy("shop", "serving", None);
+        serving.spec.targets = Targets::Serving;
+        let index = PolicyIndex::build(&[policy("ops", "all", None), policy("shop", "all", None)]);
+        assert!(!index.get("shop").unwrap().needs_services());
+        let index = PolicyIndex::build(&[
+            policy("ops", "all", None),
+            policy("shop", "all", None),
+            serving,
+        ]);
+        assert!(index.get("shop").unwrap().needs_services());
+        assert!(!index.get("ops").unwrap().needs_services());
     }
 
     #[test]

@@ -351,3 +351,47 @@ fn a_relist_forgets_pods_and_policies_that_are_gone() {
     assert!(found.updates.is_empty(), "no policy, no status");
     assert_eq!(found.removed, [update.policy], "its metrics go with it");
 }
+
+#[test]
+fn a_regular_container_the_record_leaves_alone_is_not_measured_as_the_app() {
+    // An Istio proxy run as a regular container, killed at the deadline after the app
+    // drained in 8 s: the app's shutdown is measured, the proxy's exit is expected,
+    // because the webhook recorded that the policy left it alone.
+    let ended = |name: &str, exit_code: i32, after: i64| {
+        json!({"name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+               "state": {"terminated": {"exitCode": exit_code, "reason": "Error",
+                         "finishedAt": rfc3339(after)}}})
+    };
+    let observe = |left_alone: Value| {
+        let record = json!({"policy": "web", "mode": "Enforce", "preStopSleepSeconds": 5,
+                            "shutdownBudgetSeconds": 10, "leftAlone": left_alone});
+        let mut index = listed(&[policy(json!(null))]);
+        let pod = deleted(
+            "web-1",
+            15,
+            0,
+            8,
+            json!({"metadata": {"annotations": {"graceful.dev/applied": record.to_string()}},
+                   "spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]},
+                   "status": {"containerStatuses": [ended("app", 0, 8), ended("istio-proxy", 137, 15)]}}),
+        );
+        let observed = index.delete_pod(&pod, &at(16));
+        let kinds: Vec<(String, ViolationKind)> = observed
+            .announcements
+            .into_iter()
+            .map(|a| (a.violation.container, a.violation.kind))
+            .collect();
+        (kinds, observed.shutdowns.len())
+    };
+    assert_eq!(
+        observe(json!({"istio-proxy": "sidecar"})),
+        (Vec::new(), 1),
+        "only the app's shutdown is measured"
+    );
+    let (kinds, shutdowns) = observe(json!({}));
+    assert_eq!(shutdowns, 2, "without the record's word, both are");
+    assert!(
+        kinds.contains(&("istio-proxy".to_owned(), ViolationKind::BudgetExceeded)),
+        "{kinds:?}"
+    );
+}
