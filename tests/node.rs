@@ -554,13 +554,27 @@ async fn an_app_that_drains_for_its_budget_variable_exits_before_the_deadline() 
 /// The stop signal through the real apiserver (with the ContainerStopSignals gate) and
 /// node (containerd 2, which honours the CRI field): an app that ignores SIGTERM and
 /// drains only on SIGQUIT gets SIGQUIT after the preStop sleep, drains and exits 0
-/// within its budget.
+/// within its budget; without the policy the same app is SIGKILLed.
 #[tokio::test]
 async fn an_app_that_drains_only_on_sigquit_gets_sigquit_from_the_policy() {
-    let app = signal_clock("QUIT", "trap '' TERM", "sleep 1; ");
+    let quit_only = || {
+        json!({
+            "terminationGracePeriodSeconds": 6,
+            "containers": [signal_clock("QUIT", "trap '' TERM", "sleep 1; ")],
+        })
+    };
+    let (pods, node) = node_pods("node-signal-without").await;
+    run(&pods, &pod("signal", node, quit_only())).await;
+    let without = delete_and_follow(&pods, "signal").await;
+    let killed = terminated(&without.gone);
+    assert_eq!(
+        killed.exit_code, 137,
+        "SIGKILLed without the policy: {killed:?}"
+    );
+
     let (pods, created) = run_governed(
         "signal",
-        json!({"terminationGracePeriodSeconds": 6, "containers": [app]}),
+        quit_only(),
         "drain: {preStopSleepSeconds: 1, shutdownBudgetSeconds: 2, safetyMarginSeconds: 1, stopSignal: SIGQUIT}\n",
     )
     .await;
