@@ -45,7 +45,7 @@ pub struct Args {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Output {
+pub enum Output {
     Manifest,
     Patch,
 }
@@ -62,18 +62,39 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (major, minor) = args.kubernetes_version;
     let caps = Capabilities::for_server_version(major, minor);
     let text = read_text(&args.file)?;
-    let mut stream = manifest::read(&text).with_context(|| args.file.display().to_string())?;
+    let policy_files = args
+        .policy
+        .iter()
+        .map(|file| Ok((file.clone(), read_text(file)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print!(
+        "{}",
+        render(&args.file, &text, &policy_files, args.output, caps)?
+    );
+    Ok(())
+}
+
+/// What `graceful mutate` prints for the manifest `text` read from `file`, with the
+/// policies of `policy_files` (each a path and its text): pure, for the command and for
+/// the tests that feed it hostile input.
+pub fn render(
+    file: &Path,
+    text: &str,
+    policy_files: &[(PathBuf, String)],
+    output: Output,
+    caps: Capabilities,
+) -> anyhow::Result<String> {
+    let mut stream = manifest::read(text).with_context(|| file.display().to_string())?;
 
     let mut policies = Vec::new();
-    for file in &args.policy {
-        let policy_text = read_text(file)?;
-        let found = policies_in(file, &policy_text)?;
+    for (policy_file, policy_text) in policy_files {
+        let found = policies_in(policy_file, policy_text)?;
         if found.is_empty() {
-            bail!("{}: no GracefulPolicy in this file", file.display());
+            bail!("{}: no GracefulPolicy in this file", policy_file.display());
         }
         policies.extend(found);
     }
-    policies.extend(policies_in(&args.file, &text)?);
+    policies.extend(policies_in(file, text)?);
     // Offline, a policy that cannot be used is an error in the user's files.
     for policy in &policies {
         Candidate::from_policy(policy)
@@ -87,7 +108,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut patches = Vec::new();
     for object in manifest::objects(&stream) {
         let found = manifest::workload(object.document, object.value)
-            .with_context(|| args.file.display().to_string())?;
+            .with_context(|| file.display().to_string())?;
         let Some(workload) = found else { continue };
         let say = |line: &dyn std::fmt::Display| eprintln!("graceful: {}: {line}", workload.source);
         if let Some(skip) = install::skipped(&workload.namespace, &workload.pod) {
@@ -147,17 +168,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         json_patch::patch(value, &patch.0).with_context(|| {
             format!(
                 "{}: a patch for document {document} does not apply; this is a bug in graceful",
-                args.file.display()
+                file.display()
             )
         })?;
         changed[document - 1] = true;
     }
 
-    match args.output {
-        Output::Manifest => print!("{}", write_stream(&text, &stream, &changed)?),
-        Output::Patch => println!("{}", serde_json::to_string_pretty(&patches)?),
-    }
-    Ok(())
+    Ok(match output {
+        Output::Manifest => write_stream(text, &stream, &changed)?,
+        Output::Patch => format!("{}\n", serde_json::to_string_pretty(&patches)?),
+    })
 }
 
 /// The Services of the input, by namespace, for policies with `targets: Serving`: offline
