@@ -648,3 +648,103 @@ fn read_policy(case: &Case) -> Result<Verdict, String> {
 fn hostile_policies_are_used_or_refused_with_a_message() {
     fuzz("policy reader", case, read_policy);
 }
+
+// --- the body cap, over TLS ------------------------------------------------------
+
+/// The webhook's router behind the TLS server `graceful run` uses, on a free loopback
+/// port, with a self-signed certificate; the port and that certificate.
+async fn serve_tls() -> (u16, rustls::pki_types::CertificateDer<'static>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a cert");
+    let serving = Arc::new(graceful::tls::Serving::default());
+    let key = graceful::tls::certified_key(
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .expect("a serving certificate");
+    serving.set(key);
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+        serving.server_config().expect("a TLS configuration"),
+    ));
+    let metrics = Arc::new(Metrics::new());
+    let app = router(Webhook {
+        lookup: Arc::new(Caches::new(None, metrics.clone())),
+        caps: Capabilities::default(),
+        metrics,
+    });
+    let handle = axum_server::Handle::new();
+    let server = axum_server::bind_rustls("127.0.0.1:0".parse().expect("an address"), tls)
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    tokio::spawn(server);
+    let address = handle.listening().await.expect("listening");
+    (address.port(), cert.cert.der().clone())
+}
+
+/// POSTs a body of `len` bytes to `/mutate` over TLS, HTTP/1.1, writing it while it
+/// reads the answer (as a client that sends a whole body does); the answer's head.
+async fn post_tls(port: u16, ca: rustls::pki_types::CertificateDer<'static>, len: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).expect("a root");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("a connection");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+    let stream = connector.connect(name, tcp).await.expect("a TLS session");
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\n\r\n"
+    );
+    let sender = tokio::spawn(async move {
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            writer.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        writer.flush().await
+    });
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buffer[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(error) => panic!(
+                "the connection failed after {} bytes of answer: {error}",
+                answer.len()
+            ),
+        }
+    }
+    sender.abort();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_gets_a_413_over_tls_not_a_dropped_connection() {
+    let (port, ca) = serve_tls().await;
+    let cap = graceful::webhook::MAX_BODY_BYTES;
+    let over = post_tls(port, ca.clone(), cap + 1024 * 1024).await;
+    assert!(over.starts_with("HTTP/1.1 413"), "{over:?}");
+    // At the cap the body is read whole: spaces are not JSON, so a 400 that says so.
+    let at = post_tls(port, ca, cap).await;
+    assert!(at.starts_with("HTTP/1.1 400"), "{at:?}");
+    eprintln!(
+        "fuzz: body cap: {} bytes + 1 MiB answered {:?}",
+        cap,
+        over.lines().next()
+    );
+}
