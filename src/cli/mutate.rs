@@ -165,12 +165,20 @@ pub fn render(
             .value
             .as_mut()
             .context("a patched document has a value")?;
-        json_patch::patch(value, &patch.0).with_context(|| {
-            format!(
-                "{}: a patch for document {document} does not apply; this is a bug in graceful",
-                file.display()
-            )
-        })?;
+        if let Err(error) = json_patch::patch(value, &patch.0) {
+            match not_a_map(value, &error.path) {
+                Some(field) => bail!(
+                    "{}: document {document}: {field}: a list or a value where Kubernetes \
+                     expects a map",
+                    file.display()
+                ),
+                None => bail!(
+                    "{}: a patch for document {document} does not apply; this is a bug in \
+                     graceful: {error}",
+                    file.display()
+                ),
+            }
+        }
         changed[document - 1] = true;
     }
 
@@ -178,6 +186,32 @@ pub fn render(
         Output::Manifest => write_stream(text, &stream, &changed)?,
         Output::Patch => format!("{}\n", serde_json::to_string_pretty(&patches)?),
     })
+}
+
+/// Where a patch's `path` cannot be followed because the document holds a list or a
+/// scalar where Kubernetes has an object (which serde reads as an empty object, and the
+/// apiserver refuses): that field, dotted; `None` when the document is not to blame.
+fn not_a_map(document: &Value, path: &json_patch::jsonptr::Pointer) -> Option<String> {
+    let mut node = document;
+    let mut walked: Vec<String> = Vec::new();
+    for token in path.tokens() {
+        let token = token.decoded();
+        match node {
+            Value::Object(map) => match map.get(token.as_ref()) {
+                Some(next) => node = next,
+                // The patch adds this key: its parent is a map, as it should be.
+                None => return None,
+            },
+            Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                Some(next) => node = next,
+                None if token.parse::<usize>().is_ok() || token == "-" => return None,
+                None => return Some(walked.join(".")),
+            },
+            _ => return Some(walked.join(".")),
+        }
+        walked.push(token.into_owned());
+    }
+    None
 }
 
 /// The Services of the input, by namespace, for policies with `targets: Serving`: offline
@@ -251,4 +285,37 @@ fn policies_in(file: &Path, text: &str) -> anyhow::Result<Vec<GracefulPolicy>> {
         policies.extend(found);
     }
     Ok(policies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_where_kubernetes_has_a_map_is_the_manifests_error_not_a_bug() {
+        // Found by tests/fuzz.rs: serde reads `metadata: []` as an empty object, so the
+        // pod was governed, and its patch could not be applied to the list.
+        let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {graceful.dev/policy: web}}\n\
+                        spec: {containers: [{name: app, image: app, lifecycle: []}]}\n";
+        let policy = "apiVersion: graceful.dev/v1alpha1\nkind: GracefulPolicy\nmetadata: {name: web}\n\
+                      spec: {drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 25}}\n";
+        let policies = [(PathBuf::from("policy.yaml"), policy.to_owned())];
+        let render = |text: &str| {
+            render(
+                Path::new("pod.yaml"),
+                text,
+                &policies,
+                Output::Patch,
+                Capabilities::default(),
+            )
+        };
+        let error = render(manifest).expect_err("refused").to_string();
+        assert_eq!(
+            error,
+            "pod.yaml: document 1: spec.containers.0.lifecycle: a list or a value where \
+             Kubernetes expects a map"
+        );
+        let fixed = manifest.replace("lifecycle: []", "lifecycle: {}");
+        assert!(render(&fixed).expect("mutated").contains("preStop"));
+    }
 }
