@@ -474,6 +474,7 @@ async fn both_replicas_sigkilled_in_turn_lose_no_patch_and_no_count() {
 /// client one after another as fast as the apiserver answers: how long that took, and
 /// the pods that came out unmutated (`policy` set) or failed.
 async fn create_bare(
+    prefix: &str,
     pods: &Api<Pod>,
     count: usize,
     clients: usize,
@@ -484,10 +485,11 @@ async fn create_bare(
         .map(|client| {
             let pods = pods.clone();
             let policy = policy.map(str::to_owned);
+            let prefix = prefix.to_owned();
             tokio::spawn(async move {
                 let mut bad = Vec::new();
                 for i in (client..count).step_by(clients) {
-                    let name = format!("bare-{i}");
+                    let name = format!("{prefix}-{i}");
                     match pods
                         .create(&PostParams::default(), &governed_pod(&name, "web"))
                         .await
@@ -549,6 +551,8 @@ async fn a_pod_storm_is_mutated_whole_with_bounded_memory() {
     const BARE: usize = 1500;
     const REPLICAS: [u32; 2] = [250, 500];
     const CLIENTS: usize = 8;
+    /// Pods for the rates with and without the webhook.
+    const SOLO: usize = 400;
     /// Far above what graceful needs for 2,000 pods, far below a leak's growth.
     const RSS_BOUND_KIB: u64 = 256 * 1024;
     let cluster = support::private_cluster("storm");
@@ -560,13 +564,18 @@ async fn a_pod_storm_is_mutated_whole_with_bounded_memory() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &governed);
     support::graceful::first_mutated(&pods, "web").await;
     let plain = support::namespace(&client, "plain").await;
+    // The rate through the apiserver alone, then with the webhook, the same clients
+    // and nothing else going on.
     let (without, bad) = create_bare(
+        "solo",
         &Api::namespaced(client.clone(), &plain),
-        BARE,
+        SOLO,
         CLIENTS,
         None,
     )
     .await;
+    assert!(bad.is_empty(), "{bad:?}");
+    let (with, bad) = create_bare("solo", &pods, SOLO, CLIENTS, Some("web")).await;
     assert!(bad.is_empty(), "{bad:?}");
 
     let pid = graceful.pid();
@@ -590,7 +599,7 @@ async fn a_pod_storm_is_mutated_whole_with_bounded_memory() {
          spec:\n  replicas: 0\n  selector: {matchLabels: {app: storm}}\n  template:\n    metadata: {labels: {app: storm}}\n    \
          spec: {containers: [{name: app, image: registry.example/app:1.0}]}\n",
     );
-    let bare = create_bare(&pods, BARE, CLIENTS, Some("web"));
+    let bare = create_bare("storm", &pods, BARE, CLIENTS, Some("web"));
     let steps = async {
         for replicas in REPLICAS {
             cluster.kubectl_ok(&[
@@ -615,7 +624,7 @@ async fn a_pod_storm_is_mutated_whole_with_bounded_memory() {
             .await;
         }
     };
-    let ((with, bad), ()) = tokio::join!(bare, steps);
+    let ((_, bad), ()) = tokio::join!(bare, steps);
     let storm = started.elapsed();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let rss_peak = sampler.await.expect("the sampler");
@@ -632,7 +641,8 @@ async fn a_pod_storm_is_mutated_whole_with_bounded_memory() {
         .filter_map(|p| p.metadata.name.clone())
         .collect();
     let total = BARE + REPLICAS[REPLICAS.len() - 1] as usize;
-    assert!(all.len() > total, "{} pods", all.len());
+    let storm_rate = total as f64 / storm.as_secs_f64();
+    assert!(all.len() > total + SOLO, "{} pods", all.len());
     assert!(
         unmutated.is_empty(),
         "{} unmutated: {unmutated:?}",
@@ -652,13 +662,14 @@ async fn a_pod_storm_is_mutated_whole_with_bounded_memory() {
         0.99,
     );
     eprintln!(
-        "faults: pod storm: {total} governed pods in {:.1}s ({BARE} bare from {CLIENTS} clients \
-         and a Deployment scaled to {REPLICAS:?}), all mutated, none failed open; bare pods \
-         {:.0}/s with the webhook, {:.0}/s without; admission p99 <= {} ms (histogram bucket); \
-         RSS {} MiB at the start, peak {} MiB",
+        "faults: pod storm: {total} governed pods in {:.1}s ({storm_rate:.0}/s; {BARE} bare \
+         from {CLIENTS} clients and a Deployment scaled to {REPLICAS:?}), all mutated, none \
+         failed open; {SOLO} bare pods from {CLIENTS} clients alone: {:.0}/s with the \
+         webhook, {:.0}/s without; admission p99 <= {} ms (histogram bucket); RSS {} MiB at \
+         the start, peak {} MiB",
         storm.as_secs_f64(),
-        BARE as f64 / with.as_secs_f64(),
-        BARE as f64 / without.as_secs_f64(),
+        SOLO as f64 / with.as_secs_f64(),
+        SOLO as f64 / without.as_secs_f64(),
         p99.map_or("?".to_owned(), |s| format!("{:.2}", s * 1000.0)),
         rss_start / 1024,
         rss_peak / 1024,
