@@ -26,8 +26,8 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::Cluster;
 use support::graceful::{
-    Graceful, Launch, Load, governed_pod, labelled_namespace, lease_holder, mutated_for,
-    register_webhook,
+    Graceful, Launch, Load, ca_bundles, governed_pod, labelled_namespace, lease_holder,
+    mutated_for, register_webhook,
 };
 
 /// A pod naming `web`, bound to `node`, tolerating the taints of a Node without a kubelet.
@@ -215,22 +215,6 @@ async fn etcd_restarts_and_graceful_carries_on_counting_once() {
     control_plane_restarts("etcd", Duration::from_secs(3)).await;
 }
 
-/// The caBundle of every webhook of `name`.
-async fn bundles(configs: &Api<MutatingWebhookConfiguration>, name: &str) -> Vec<String> {
-    let Ok(config) = configs.get(name).await else {
-        return Vec::new();
-    };
-    config
-        .webhooks
-        .unwrap_or_default()
-        .into_iter()
-        .map(|webhook| {
-            let bundle = webhook.client_config.ca_bundle.unwrap_or_default();
-            String::from_utf8(bundle.0).unwrap_or_default()
-        })
-        .collect()
-}
-
 async fn secret_ca(secrets: &Api<Secret>, name: &str) -> Option<String> {
     let secret = secrets.get(name).await.ok()?;
     let bytes = secret.data?.get("ca.crt")?.0.clone();
@@ -248,7 +232,7 @@ async fn repaired(
     let broken = Instant::now();
     support::eventually("the repair", Duration::from_secs(60), || async move {
         let ca = secret_ca(secrets, name).await?;
-        (bundles(configs, name).await == [ca]).then_some(())
+        (ca_bundles(configs, name).await == [ca]).then_some(())
     })
     .await;
     support::graceful::first_mutated(pods, "web").await;

@@ -268,6 +268,25 @@ fn spawn(args: &[std::ffi::OsString], kubeconfig: &Path, dir: &Path) -> Child {
         .expect("graceful runs")
 }
 
+/// The caBundle of every webhook of MutatingWebhookConfiguration `name`, as text.
+pub async fn ca_bundles(
+    configs: &Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
+    name: &str,
+) -> Vec<String> {
+    let Ok(config) = configs.get(name).await else {
+        return Vec::new();
+    };
+    config
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|webhook| {
+            let bundle = webhook.client_config.ca_bundle.unwrap_or_default();
+            String::from_utf8(bundle.0).unwrap_or_default()
+        })
+        .collect()
+}
+
 /// The holder of Lease `name`, `None` when it is free (released leases keep an empty holder).
 pub async fn lease_holder(
     leases: &Api<k8s_openapi::api::coordination::v1::Lease>,
