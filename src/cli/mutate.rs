@@ -75,8 +75,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// What `graceful mutate` prints for the manifest `text` read from `file`, with the
-/// policies of `policy_files` (each a path and its text): pure, for the command and for
-/// the tests that feed it hostile input.
+/// policies of `policy_files` (each a path and its text). No files are read: the command
+/// and the tests that feed it hostile input share it. Its notes go to standard error.
 pub fn render(
     file: &Path,
     text: &str,
