@@ -11,7 +11,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 
-use support::graceful::{Graceful, Launch, Load, ca_bundles, labelled_namespace, register_webhook};
+use support::graceful::{Graceful, Load, ca_bundles, labelled_namespace, register_webhook};
 
 fn data(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
@@ -24,24 +24,7 @@ async fn graceful_mints_injects_and_rotates_its_ca_while_pods_keep_being_mutated
     let client = cluster.client().await;
     let label = format!("certs-{}", std::process::id());
     let name = format!("graceful-test-{label}");
-    let graceful = Graceful::launch(
-        cluster,
-        &Launch {
-            name: "certs",
-            args: &[
-                "--tls-secret",
-                &name,
-                "--webhook-config-name",
-                &name,
-                "--tls-san",
-                "127.0.0.1",
-                "--cert-validity",
-                "60s",
-            ],
-            ..Launch::default()
-        },
-    );
-    graceful.wait_ready();
+    let graceful = Graceful::with_own_ca(cluster, "certs", &name, &["--cert-validity", "60s"]);
 
     // The Secret holds the chain it serves.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");

@@ -30,6 +30,12 @@ use support::graceful::{
     mutated_for, register_webhook,
 };
 
+/// Taken by the scenarios that load or break a control plane of their own (the
+/// restarts and the storm), so that they run one at a time: on two cores, two at once
+/// can push an admission past the apiserver's webhook timeout (2 s), which is the
+/// storm's own failure, not the one under test.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A pod naming `web`, bound to `node`, tolerating the taints of a Node without a kubelet.
 fn bound_pod(name: &str, node: &str) -> Pod {
     let mut pod = governed_pod(name, "web");
@@ -112,6 +118,7 @@ fn tally(bad: &[String]) -> (usize, usize) {
 /// Scenarios 1 and 2: `component` (the apiserver or etcd) restarts while pods are being
 /// created and a governed pod restarts; another restarts just as it comes back.
 async fn control_plane_restarts(component: &str, down: Duration) {
+    let _heavy = HEAVY.lock().await;
     let cluster = support::private_cluster(component);
     let client = cluster.client().await;
     let node = "faults-node";
@@ -247,22 +254,7 @@ async fn the_certificate_secret_and_the_ca_bundle_are_repaired_while_pods_come()
     let client = cluster.client().await;
     let label = format!("repair-{}", std::process::id());
     let name = format!("graceful-test-{label}");
-    let graceful = Graceful::launch(
-        cluster,
-        &Launch {
-            name: "repair",
-            args: &[
-                "--tls-secret",
-                &name,
-                "--webhook-config-name",
-                &name,
-                "--tls-san",
-                "127.0.0.1",
-            ],
-            ..Launch::default()
-        },
-    );
-    graceful.wait_ready();
+    let graceful = Graceful::with_own_ca(cluster, "repair", &name, &[]);
     register_webhook(cluster, &name, &[graceful.webhook_port], None, &label);
     let namespace = labelled_namespace(cluster, &client, "repair", &label).await;
     cluster.apply_ok(&namespace, support::POLICY);
@@ -539,6 +531,7 @@ async fn a_pod_storm_is_mutated_whole_with_bounded_memory() {
     const SOLO: usize = 400;
     /// Far above what graceful needs for 2,000 pods, far below a leak's growth.
     const RSS_BOUND_KIB: u64 = 256 * 1024;
+    let _heavy = HEAVY.lock().await;
     let cluster = support::private_cluster("storm");
     let client = cluster.client().await;
     let graceful = Graceful::start(&cluster, "storm", &[]);

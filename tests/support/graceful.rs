@@ -103,6 +103,31 @@ impl Graceful {
         graceful
     }
 
+    /// Starts `graceful run` with its own CA, kept in Secret `name` of `default` and
+    /// injected into webhook configuration `name`, for 127.0.0.1, plus `extra`; waits
+    /// until it is ready.
+    pub fn with_own_ca(cluster: &Cluster, replica: &str, name: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "--tls-secret",
+            name,
+            "--webhook-config-name",
+            name,
+            "--tls-san",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        let graceful = Self::launch(
+            cluster,
+            &Launch {
+                name: replica,
+                args: &args,
+                ..Launch::default()
+            },
+        );
+        graceful.wait_ready();
+        graceful
+    }
+
     /// Starts `graceful run` as `launch` says, without waiting.
     pub fn launch(cluster: &Cluster, launch: &Launch) -> Self {
         let pid = std::process::id();
