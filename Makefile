@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-.PHONY: demo test lint build cluster-build crds bench
+.PHONY: demo test lint build cluster-build crds bench fuzz
 
 # graceful's main job, shown end to end: a local cluster with a real node, graceful
 # installed, an app rolled under load without and with a policy. Leaves the cluster up.
@@ -39,3 +39,8 @@ crds:
 
 bench:
 	cargo bench --bench mutation
+
+# The fuzz targets of tests/fuzz.rs at length (make test runs 1,500 cases of each).
+FUZZ_CASES ?= 100000
+fuzz:
+	GRACEFUL_FUZZ_CASES=$(FUZZ_CASES) cargo test --release --test fuzz -- --nocapture

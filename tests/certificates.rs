@@ -11,27 +11,11 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 
-use support::graceful::{Graceful, Launch, Load, labelled_namespace, register_webhook};
+use support::graceful::{Graceful, Load, ca_bundles, labelled_namespace, register_webhook};
 
 fn data(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
-}
-
-/// The caBundle of every webhook of `name`.
-async fn bundles(configs: &Api<MutatingWebhookConfiguration>, name: &str) -> Vec<String> {
-    let Ok(config) = configs.get(name).await else {
-        return Vec::new();
-    };
-    config
-        .webhooks
-        .unwrap_or_default()
-        .into_iter()
-        .map(|webhook| {
-            let bundle = webhook.client_config.ca_bundle.unwrap_or_default();
-            String::from_utf8(bundle.0).unwrap_or_default()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,24 +24,7 @@ async fn graceful_mints_injects_and_rotates_its_ca_while_pods_keep_being_mutated
     let client = cluster.client().await;
     let label = format!("certs-{}", std::process::id());
     let name = format!("graceful-test-{label}");
-    let graceful = Graceful::launch(
-        cluster,
-        &Launch {
-            name: "certs",
-            args: &[
-                "--tls-secret",
-                &name,
-                "--webhook-config-name",
-                &name,
-                "--tls-san",
-                "127.0.0.1",
-                "--cert-validity",
-                "60s",
-            ],
-            ..Launch::default()
-        },
-    );
-    graceful.wait_ready();
+    let graceful = Graceful::with_own_ca(cluster, "certs", &name, &["--cert-validity", "60s"]);
 
     // The Secret holds the chain it serves.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
@@ -70,7 +37,7 @@ async fn graceful_mints_injects_and_rotates_its_ca_while_pods_keep_being_mutated
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     support::eventually("the CA in the caBundle", Duration::from_secs(20), || {
         let (configs, name, first_ca) = (&configs, &name, &first_ca);
-        async move { (bundles(configs, name).await == [first_ca.clone()]).then_some(()) }
+        async move { (ca_bundles(configs, name).await == [first_ca.clone()]).then_some(()) }
     })
     .await;
 
@@ -91,7 +58,7 @@ async fn graceful_mints_injects_and_rotates_its_ca_while_pods_keep_being_mutated
             let settled = ca != *first_ca
                 && data(&secret, "previous-ca.crt").is_none()
                 && data(&secret, "next-ca.crt").is_none();
-            (settled && bundles(configs, name).await == [ca.clone()]).then_some(ca)
+            (settled && ca_bundles(configs, name).await == [ca.clone()]).then_some(ca)
         }
     })
     .await;

@@ -1,6 +1,6 @@
 //! The `graceful` command line.
 
-mod mutate;
+pub mod mutate;
 mod plugin;
 mod run;
 

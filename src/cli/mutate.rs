@@ -45,7 +45,7 @@ pub struct Args {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Output {
+pub enum Output {
     Manifest,
     Patch,
 }
@@ -62,18 +62,39 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (major, minor) = args.kubernetes_version;
     let caps = Capabilities::for_server_version(major, minor);
     let text = read_text(&args.file)?;
-    let mut stream = manifest::read(&text).with_context(|| args.file.display().to_string())?;
+    let policy_files = args
+        .policy
+        .iter()
+        .map(|file| Ok((file.clone(), read_text(file)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    print!(
+        "{}",
+        render(&args.file, &text, &policy_files, args.output, caps)?
+    );
+    Ok(())
+}
+
+/// What `graceful mutate` prints for the manifest `text` read from `file`, with the
+/// policies of `policy_files` (each a path and its text). No files are read: the command
+/// and the tests that feed it hostile input share it. Its notes go to standard error.
+pub fn render(
+    file: &Path,
+    text: &str,
+    policy_files: &[(PathBuf, String)],
+    output: Output,
+    caps: Capabilities,
+) -> anyhow::Result<String> {
+    let mut stream = manifest::read(text).with_context(|| file.display().to_string())?;
 
     let mut policies = Vec::new();
-    for file in &args.policy {
-        let policy_text = read_text(file)?;
-        let found = policies_in(file, &policy_text)?;
+    for (policy_file, policy_text) in policy_files {
+        let found = policies_in(policy_file, policy_text)?;
         if found.is_empty() {
-            bail!("{}: no GracefulPolicy in this file", file.display());
+            bail!("{}: no GracefulPolicy in this file", policy_file.display());
         }
         policies.extend(found);
     }
-    policies.extend(policies_in(&args.file, &text)?);
+    policies.extend(policies_in(file, text)?);
     // Offline, a policy that cannot be used is an error in the user's files.
     for policy in &policies {
         Candidate::from_policy(policy)
@@ -87,7 +108,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut patches = Vec::new();
     for object in manifest::objects(&stream) {
         let found = manifest::workload(object.document, object.value)
-            .with_context(|| args.file.display().to_string())?;
+            .with_context(|| file.display().to_string())?;
         let Some(workload) = found else { continue };
         let say = |line: &dyn std::fmt::Display| eprintln!("graceful: {}: {line}", workload.source);
         if let Some(skip) = install::skipped(&workload.namespace, &workload.pod) {
@@ -144,20 +165,53 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .value
             .as_mut()
             .context("a patched document has a value")?;
-        json_patch::patch(value, &patch.0).with_context(|| {
-            format!(
-                "{}: a patch for document {document} does not apply; this is a bug in graceful",
-                args.file.display()
-            )
-        })?;
+        if let Err(error) = json_patch::patch(value, &patch.0) {
+            match not_a_map(value, &error.path) {
+                Some(field) => bail!(
+                    "{}: document {document}: {field}: a list or a value where Kubernetes \
+                     expects a map",
+                    file.display()
+                ),
+                None => bail!(
+                    "{}: a patch for document {document} does not apply; this is a bug in \
+                     graceful: {error}",
+                    file.display()
+                ),
+            }
+        }
         changed[document - 1] = true;
     }
 
-    match args.output {
-        Output::Manifest => print!("{}", write_stream(&text, &stream, &changed)?),
-        Output::Patch => println!("{}", serde_json::to_string_pretty(&patches)?),
+    Ok(match output {
+        Output::Manifest => write_stream(text, &stream, &changed)?,
+        Output::Patch => format!("{}\n", serde_json::to_string_pretty(&patches)?),
+    })
+}
+
+/// Where a patch's `path` cannot be followed because the document holds a list or a
+/// scalar where Kubernetes has an object (which serde reads as an empty object, and the
+/// apiserver refuses): that field, dotted; `None` when the document is not to blame.
+fn not_a_map(document: &Value, path: &json_patch::jsonptr::Pointer) -> Option<String> {
+    let mut node = document;
+    let mut walked: Vec<String> = Vec::new();
+    for token in path.tokens() {
+        let token = token.decoded();
+        match node {
+            Value::Object(map) => match map.get(token.as_ref()) {
+                Some(next) => node = next,
+                // The patch adds this key: its parent is a map, as it should be.
+                None => return None,
+            },
+            Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                Some(next) => node = next,
+                None if token.parse::<usize>().is_ok() || token == "-" => return None,
+                None => return Some(walked.join(".")),
+            },
+            _ => return Some(walked.join(".")),
+        }
+        walked.push(token.into_owned());
     }
-    Ok(())
+    None
 }
 
 /// The Services of the input, by namespace, for policies with `targets: Serving`: offline
@@ -231,4 +285,37 @@ fn policies_in(file: &Path, text: &str) -> anyhow::Result<Vec<GracefulPolicy>> {
         policies.extend(found);
     }
     Ok(policies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_where_kubernetes_has_a_map_is_the_manifests_error_not_a_bug() {
+        // Found by tests/fuzz.rs: serde reads `metadata: []` as an empty object, so the
+        // pod was governed, and its patch could not be applied to the list.
+        let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {graceful.dev/policy: web}}\n\
+                        spec: {containers: [{name: app, image: app, lifecycle: []}]}\n";
+        let policy = "apiVersion: graceful.dev/v1alpha1\nkind: GracefulPolicy\nmetadata: {name: web}\n\
+                      spec: {drain: {preStopSleepSeconds: 5, shutdownBudgetSeconds: 25}}\n";
+        let policies = [(PathBuf::from("policy.yaml"), policy.to_owned())];
+        let render = |text: &str| {
+            render(
+                Path::new("pod.yaml"),
+                text,
+                &policies,
+                Output::Patch,
+                Capabilities::default(),
+            )
+        };
+        let error = render(manifest).expect_err("refused").to_string();
+        assert_eq!(
+            error,
+            "pod.yaml: document 1: spec.containers.0.lifecycle: a list or a value where \
+             Kubernetes expects a map"
+        );
+        let fixed = manifest.replace("lifecycle: []", "lifecycle: {}");
+        assert!(render(&fixed).expect("mutated").contains("preStop"));
+    }
 }

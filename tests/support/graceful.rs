@@ -29,6 +29,9 @@ pub struct Graceful {
     pub ca_pem: String,
     /// The name of its Lease, in its namespace.
     pub lease: String,
+    /// How it was started, for [`Graceful::respawn`].
+    command: Vec<std::ffi::OsString>,
+    kubeconfig: PathBuf,
 }
 
 /// How to start a `graceful run`.
@@ -100,6 +103,31 @@ impl Graceful {
         graceful
     }
 
+    /// Starts `graceful run` with its own CA, kept in Secret `name` of `default` and
+    /// injected into webhook configuration `name`, for 127.0.0.1, plus `extra`; waits
+    /// until it is ready.
+    pub fn with_own_ca(cluster: &Cluster, replica: &str, name: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "--tls-secret",
+            name,
+            "--webhook-config-name",
+            name,
+            "--tls-san",
+            "127.0.0.1",
+        ];
+        args.extend_from_slice(extra);
+        let graceful = Self::launch(
+            cluster,
+            &Launch {
+                name: replica,
+                args: &args,
+                ..Launch::default()
+            },
+        );
+        graceful.wait_ready();
+        graceful
+    }
+
     /// Starts `graceful run` as `launch` says, without waiting.
     pub fn launch(cluster: &Cluster, launch: &Launch) -> Self {
         let pid = std::process::id();
@@ -135,31 +163,26 @@ impl Graceful {
                 .arg("--tls-key-file")
                 .arg(dir.join("tls.key"));
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("graceful.log"))
-            .expect("a log file");
-        let child = command
-            .args(launch.args)
-            .env(
-                "KUBECONFIG",
-                launch.kubeconfig.unwrap_or(&cluster.kubeconfig),
-            )
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("the log file"))
-            .stderr(log)
-            .spawn()
-            .expect("graceful runs");
+        command.args(launch.args);
+        let command: Vec<_> = command.get_args().map(ToOwned::to_owned).collect();
+        let kubeconfig = launch.kubeconfig.unwrap_or(&cluster.kubeconfig).to_owned();
         Graceful {
-            child,
+            child: spawn(&command, &kubeconfig, &dir),
             dir,
             webhook_port,
             admin_port,
             ca_pem,
             lease,
+            command,
+            kubeconfig,
         }
+    }
+
+    /// Starts it again as it was started (its ports, certificate and Lease), once it
+    /// has exited or been killed, without waiting.
+    pub fn respawn(&mut self) {
+        let _ = self.child.wait();
+        self.child = spawn(&self.command, &self.kubeconfig, &self.dir);
     }
 
     /// Waits until `/readyz` says ready; panics with the log after 30 s.
@@ -250,6 +273,43 @@ impl Graceful {
         );
         name
     }
+}
+
+/// `graceful <args>` logging to `dir`'s graceful.log.
+fn spawn(args: &[std::ffi::OsString], kubeconfig: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("graceful.log"))
+        .expect("a log file");
+    Command::new(env!("CARGO_BIN_EXE_graceful"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("the log file"))
+        .stderr(log)
+        .spawn()
+        .expect("graceful runs")
+}
+
+/// The caBundle of every webhook of MutatingWebhookConfiguration `name`, as text.
+pub async fn ca_bundles(
+    configs: &Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
+    name: &str,
+) -> Vec<String> {
+    let Ok(config) = configs.get(name).await else {
+        return Vec::new();
+    };
+    config
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|webhook| {
+            let bundle = webhook.client_config.ca_bundle.unwrap_or_default();
+            String::from_utf8(bundle.0).unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The holder of Lease `name`, `None` when it is free (released leases keep an empty holder).

@@ -93,10 +93,23 @@ fn prepare(kubeconfig: PathBuf) -> Cluster {
     cluster
 }
 
+/// A control plane of its own (no node), for a test that breaks it (restarts its
+/// apiserver or etcd) or loads it heavily, apart from the tests that share one. Stopped
+/// when the test binary exits.
+pub fn private_cluster(name: &str) -> Cluster {
+    prepare(start_cluster_named(
+        &format!("test-{}-{name}", std::process::id()),
+        &[],
+    ))
+}
+
 fn start_cluster(extra: &[&str]) -> PathBuf {
-    let name = format!("test-{}", std::process::id());
+    start_cluster_named(&format!("test-{}", std::process::id()), extra)
+}
+
+fn start_cluster_named(name: &str, extra: &[&str]) -> PathBuf {
     let output = Command::new(repo().join("e2e/cluster"))
-        .args(["up", "--name", &name, "--owner-pid"])
+        .args(["up", "--name", name, "--owner-pid"])
         .arg(std::process::id().to_string())
         .args(extra)
         .stdin(Stdio::null())
@@ -144,6 +157,28 @@ impl Cluster {
             "load failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// The cluster's name for `e2e/cluster` (its directory's).
+    pub fn name(&self) -> &str {
+        self.kubeconfig
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .expect("the cluster's directory")
+    }
+
+    /// Starts `e2e/cluster restart` of `component`, down for `down`: it returns once the
+    /// apiserver is ready again.
+    pub fn restart(&self, component: &str, down: Duration) -> std::process::Child {
+        Command::new(repo().join("e2e/cluster"))
+            .args(["restart", "--name", self.name(), component])
+            .arg(down.as_secs_f64().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("e2e/cluster runs")
     }
 
     /// Merges `status` (JSON `{"status": ...}`) into GracefulPolicy `policy`'s status

@@ -165,6 +165,25 @@ fn anchors_aliases_and_merge_keys_are_followed() {
 }
 
 #[test]
+fn an_alias_bomb_is_refused_as_kubectl_refuses_it_and_aliases_in_measure_are_not() {
+    // Found by tests/fuzz.rs's kind of input: nine levels of ten aliases each would copy
+    // 10^9 nodes; go-yaml v2 (decode.go, allowedAliasRatio) refuses the document.
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        let aliases = vec![format!("*a{}", level - 1); 10].join(", ");
+        text.push_str(&format!("a{level}: &a{level} [{aliases}]\n"));
+    }
+    let error = documents(&text).expect_err("a bomb");
+    assert!(error.message.contains("excessive aliasing"), "{error}");
+    // A thousand aliases of a small map: a large share of the document, well allowed.
+    let mut text = String::from("base: &base {a: 1, b: 2}\nitems:\n");
+    text.push_str(&"- *base\n".repeat(1000));
+    let value = read(&text);
+    assert_eq!(value["items"].as_array().map(Vec::len), Some(1000));
+    assert_eq!(value["items"][999], json!({"a": 1, "b": 2}));
+}
+
+#[test]
 fn duplicate_keys_keep_the_last_as_kubectl_does() {
     // yaml_test.go TestYAMLToJSONStrict: not strict, so no error.
     assert_eq!(read("foo: bar\nfoo: baz\n"), json!({"foo": "baz"}));
