@@ -12,8 +12,8 @@
 //!   pods/s, with and without the webhook.
 //!
 //! No node is needed: the controller-manager creates ReplicaSets and pods, which stay
-//! pending. Run with `benches/pod-creation.sh` (builds, then takes the bench lock) or
-//! `cargo bench --bench pod_creation`; starts its own control plane from e2e/ unless
+//! pending. Run with `cargo bench --bench pod_creation` (under the bench lock, as
+//! BENCHMARKS.md says); starts its own control plane from e2e/ unless
 //! `GRACEFUL_TEST_KUBECONFIG` names one. Knobs (environment): `GRACEFUL_BENCH_ROLLOUTS`
 //! (20), `GRACEFUL_BENCH_ROLLOUT_DEPLOYMENTS` (5, rolled at once),
 //! `GRACEFUL_BENCH_ROLLOUT_REPLICAS` (10), `GRACEFUL_BENCH_PODS` (1000),
@@ -38,6 +38,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use support::Cluster;
+use support::bench::{loadavg, quantile, var};
 use support::graceful::{Graceful, labelled_namespace, mutated_for};
 
 const POLICY: &str = "web";
@@ -55,14 +56,6 @@ struct Knobs {
 
 impl Knobs {
     fn from_env() -> anyhow::Result<Self> {
-        fn var(name: &str, default: usize) -> anyhow::Result<usize> {
-            match std::env::var(name) {
-                Ok(text) if !text.is_empty() => {
-                    text.parse().with_context(|| format!("{name}={text}"))
-                }
-                _ => Ok(default),
-            }
-        }
         Ok(Self {
             rollouts: var("GRACEFUL_BENCH_ROLLOUTS", 20)?,
             rollout_replicas: var("GRACEFUL_BENCH_ROLLOUT_REPLICAS", 10)?.max(1),
@@ -156,35 +149,16 @@ fn seconds(s: f64) -> String {
     }
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.clamp(1, sorted.len().max(1)) - 1)
-        .copied()
-        .unwrap_or_default()
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("pod_creation: a benchmark; run it with cargo bench");
+    if !support::bench::requested("pod_creation") {
         return Ok(());
     }
     let knobs = Knobs::from_env()?;
-    let cluster = support::cluster();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(bench(cluster, &knobs))
+    support::bench::block_on(bench(support::cluster(), &knobs))
 }
 
 async fn bench(cluster: &Cluster, knobs: &Knobs) -> anyhow::Result<()> {
@@ -215,7 +189,7 @@ async fn bench(cluster: &Cluster, knobs: &Knobs) -> anyhow::Result<()> {
             bare_pods(cluster, &client, &graceful, &with, &without, knobs).await?;
         }
         if knobs.runs("deployment") {
-            scaled_deployment(cluster, &client, &graceful, &with, &without, knobs).await?;
+            scaled_deployment(&client, &graceful, &with, &without, knobs).await?;
         }
         anyhow::Ok(())
     }
@@ -549,7 +523,6 @@ async fn scale_up(client: &Client, namespace: &str, replicas: usize) -> anyhow::
 }
 
 async fn scaled_deployment(
-    _cluster: &Cluster,
     client: &Client,
     graceful: &Graceful,
     with: &str,
