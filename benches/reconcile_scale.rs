@@ -31,6 +31,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::Cluster;
+use support::bench::{loadavg, quantile, var};
 use support::graceful::Graceful;
 
 const POLICY: &str = "web";
@@ -50,14 +51,6 @@ struct Knobs {
 
 impl Knobs {
     fn from_env() -> anyhow::Result<Self> {
-        fn var(name: &str, default: usize) -> anyhow::Result<usize> {
-            match std::env::var(name) {
-                Ok(text) if !text.is_empty() => {
-                    text.parse().with_context(|| format!("{name}={text}"))
-                }
-                _ => Ok(default),
-            }
-        }
         let knobs = Self {
             pods: var("GRACEFUL_SCALE_PODS", 10_000)?,
             samples: var("GRACEFUL_SCALE_SAMPLES", 100)?,
@@ -166,12 +159,6 @@ where
     }
 }
 
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    // Nearest rank.
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
@@ -202,25 +189,14 @@ fn condition(status: &GracefulPolicyStatus, type_: &str) -> Option<String> {
         .map(|c| c.status.clone())
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("reconcile_scale: a benchmark; run it with cargo bench");
+    if !support::bench::requested("reconcile_scale") {
         return Ok(());
     }
     let knobs = Knobs::from_env()?;
     // Started here (or named by GRACEFUL_TEST_KUBECONFIG), with crds/ applied; the
     // launcher stops it when this process ends.
-    let cluster = support::cluster();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(bench(cluster, &knobs))
+    support::bench::block_on(bench(support::cluster(), &knobs))
 }
 
 async fn bench(cluster: &Cluster, knobs: &Knobs) -> anyhow::Result<()> {

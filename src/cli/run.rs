@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -327,7 +328,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     });
     let handle = axum_server::Handle::new();
     tracing::info!(addr = %serve.webhook_addr, "webhook listening");
-    let webhook = axum_server::bind_rustls(serve.webhook_addr, tls)
+    // TCP_NODELAY: the apiserver multiplexes concurrent reviews over one HTTP/2
+    // connection, and with Nagle's algorithm an answer written while an earlier one is
+    // unacknowledged waits for the client's delayed ACK (tens of milliseconds).
+    let acceptor = RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor::new());
+    let webhook = axum_server::bind(serve.webhook_addr)
+        .acceptor(acceptor)
         .handle(handle.clone())
         .serve(webhook.into_make_service());
     let mut webhook = std::pin::pin!(webhook);

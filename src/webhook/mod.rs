@@ -48,8 +48,9 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 #[error("the GracefulPolicy cache has not synced yet")]
 pub struct NotSynced;
 
-/// Why the owners of a pod could not be read; the pod is admitted unchanged.
-#[derive(Debug, thiserror::Error)]
+/// Why the owners of a pod could not be read; the pod is admitted unchanged. Cloned
+/// because one read answers every admission that waits on it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OwnersError {
     #[error("{kind}/{name} is not in the owner cache")]
     NotCached { kind: &'static str, name: String },
@@ -58,7 +59,7 @@ pub enum OwnersError {
         kind: &'static str,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Arc<kube::Error>,
     },
     #[error("reading {kind}/{name} took longer than {timeout:?}")]
     Timeout {

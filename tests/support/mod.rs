@@ -14,6 +14,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub mod bench;
 pub mod graceful;
 
 /// The policy `web` the integration tests apply: a 5 s sleep, a 25 s budget and a 5 s
