@@ -15,6 +15,10 @@ pub struct ChangeRecord {
     /// these, not against a policy that may have changed since.
     #[serde(flatten)]
     pub budget: Budget,
+    /// Why the drain differs from the policy's own values (`tuning: Auto`), a line per
+    /// value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tuning: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
 }
