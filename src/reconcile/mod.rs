@@ -18,8 +18,6 @@ mod tracker;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -106,38 +104,51 @@ impl Reconciler {
 
     /// Governed pods only: the label the webhook adds lets the apiserver filter.
     pub async fn watch_pods(self: Arc<Self>, client: Client, component: Component) -> WatchError {
-        let mut listed = self.policies_listed.subscribe();
-        // The sender lives in `self`: this wait ends with the first list.
-        let _ = listed.wait_for(|listed| *listed).await;
-        let pods = watcher::watcher(
-            Api::<Pod>::all(client),
-            watcher::Config::default().labels(POLICY_KEY),
-        )
-        .default_backoff();
-        let pods = driver::trimmed(pods, |pod| ObservedPod::from_pod(&pod));
-        let indexes: [Arc<dyn driver::Index<ObservedPod>>; 1] = [self];
-        driver::drive(pods, &indexes, &component).await
+        let after = self.policies_listed.subscribe();
+        let config = watcher::Config::default().labels(POLICY_KEY);
+        self.watch(after, client, config, ObservedPod::from_pod, component)
+            .await
     }
 
     /// The EndpointSlices of Services, trimmed on arrival to the pods they list and
     /// whether they route to each: where the endpoint propagation of governed pods is
-    /// measured.
+    /// measured. Read for the governed pods, so started once they are listed.
     pub async fn watch_endpoint_slices(
         self: Arc<Self>,
         client: Client,
         component: Component,
     ) -> WatchError {
-        let mut listed = self.pods_listed.subscribe();
-        // The sender lives in `self`: this wait ends with the first list of pods.
-        let _ = listed.wait_for(|listed| *listed).await;
-        let slices = watcher::watcher(
-            Api::<EndpointSlice>::all(client),
-            watcher::Config::default().labels(SERVICE_NAME_LABEL),
-        )
-        .default_backoff();
-        let slices = driver::trimmed(slices, |slice| TrimmedSlice::of(&slice));
-        let indexes: [Arc<dyn driver::Index<TrimmedSlice>>; 1] = [self];
-        driver::drive(slices, &indexes, &component).await
+        let after = self.pods_listed.subscribe();
+        let config = watcher::Config::default().labels(SERVICE_NAME_LABEL);
+        self.watch(after, client, config, TrimmedSlice::of, component)
+            .await
+    }
+
+    /// Watches every `K` matching `config`, trimmed to `T`, into the index, once `after`
+    /// turns true (its sender lives in `self`, so the wait ends).
+    async fn watch<K, T>(
+        self: Arc<Self>,
+        mut after: watch::Receiver<bool>,
+        client: Client,
+        config: watcher::Config,
+        trim: fn(&K) -> Option<T>,
+        component: Component,
+    ) -> WatchError
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + 'static,
+        K::DynamicType: Default,
+        Self: driver::Index<T>,
+    {
+        let _ = after.wait_for(|listed| *listed).await;
+        let events = watcher::watcher(Api::<K>::all(client), config).default_backoff();
+        let events = driver::trimmed(events, move |object| trim(&object));
+        let indexes: [Arc<dyn driver::Index<T>>; 1] = [self];
+        driver::drive(events, &indexes, &component).await
     }
 
     /// Announces what an observation found, and keeps the gauge current.
