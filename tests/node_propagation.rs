@@ -1,7 +1,9 @@
 //! Endpoint propagation measured on the real node: a governed Deployment behind a
 //! Service is rolled, and the policy's `status.propagation` holds the time from each old
 //! pod's deletion start until its EndpointSlice stopped routing to it. The test watches
-//! the same EndpointSlices itself and checks graceful's figures against its own.
+//! the same EndpointSlices itself and checks graceful's figures against its own. The
+//! policy is in `tuning: Auto`: the next rollout's pods get the recommended sleep, with
+//! a line in their record and an Event on the policy.
 
 mod support;
 
@@ -32,7 +34,9 @@ spec:
     preStopSleepSeconds: 1
     shutdownBudgetSeconds: 1
     safetyMarginSeconds: 1
+    tuning: Auto
     recommend: {{minObservations: {REPLICAS}}}
+    auto: {{intervalSeconds: 0}}
 "#
     )
 }
@@ -73,7 +77,7 @@ fn now_ms() -> i64 {
 }
 
 #[tokio::test]
-async fn rolling_a_deployment_fills_status_propagation_with_what_the_slices_showed() {
+async fn rolling_a_deployment_fills_status_propagation_and_auto_gives_the_next_pods_the_sleep() {
     let (cluster, node) = node_cluster();
     let client = cluster.client().await;
     let label = format!("propagation-{}", std::process::id());
@@ -211,11 +215,65 @@ async fn rolling_a_deployment_fills_status_propagation_with_what_the_slices_show
         Some((propagation.p95_seconds + 3.0).ceil() as i64),
         "{sleep:?}"
     );
-    let metrics = graceful.metrics();
+    let recommended = sleep.seconds.expect("a recommended sleep");
+    let auto = eventually("Auto's sleep", Duration::from_secs(30), || async {
+        let status = policies.get("web").await.ok()?.status?;
+        status.auto?.pre_stop_sleep_seconds
+    })
+    .await;
+    assert_eq!(auto.seconds, recommended);
+
+    // The next rollout's pods are admitted with it, and say why.
+    let patch =
+        serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"rollout": "2"}}}}});
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &namespace)
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("the second rollout starts");
+    let new_pod = eventually(
+        "a pod of the second rollout",
+        Duration::from_secs(60),
+        || async {
+            let listed = pods.list(&Default::default()).await.ok()?;
+            listed.items.into_iter().find(|pod| {
+                pod.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("rollout"))
+                    .is_some_and(|r| r == "2")
+            })
+        },
+    )
+    .await;
+    let container = &new_pod.spec.as_ref().unwrap().containers[0];
+    let slept = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .map(|s| s.seconds);
+    assert_eq!(slept, Some(recommended), "{container:?}");
+    let record = &new_pod.metadata.annotations.as_ref().unwrap()["graceful.dev/applied"];
     assert!(
-        metrics.contains(&format!(
-            "graceful_endpoint_propagation_seconds_count{{namespace=\"{namespace}\",policy=\"web\"}} 3"
+        record.contains(&format!(
+            "tuning Auto: preStopSleepSeconds {recommended} instead of the policy's 1"
         )),
-        "{metrics}"
+        "{record}"
     );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &namespace);
+    eventually("the AutoTuned Event", Duration::from_secs(30), || async {
+        let listed = events.list(&Default::default()).await.ok()?;
+        listed
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("AutoTuned"))
+            .then_some(())
+    })
+    .await;
+
+    let sample = format!(
+        "graceful_endpoint_propagation_seconds_count{{namespace=\"{namespace}\",policy=\"web\"}}"
+    );
+    let counted = graceful.metric(&sample).unwrap_or_default();
+    assert!(counted >= REPLICAS as f64, "{sample} {counted}");
 }
