@@ -86,7 +86,7 @@ const STATUS: &str = r#"{"status": {
   "conditions": [{"type": "Ready", "status": "True", "reason": "InForce", "message": "in force",
                   "lastTransitionTime": "2026-01-01T00:00:00Z"}],
   "violations": {"budgetExceeded": 2, "oomKilled": 0, "restarts": 1, "total": 3},
-  "shutdown": {"observed": 4, "p50Seconds": 20.0, "p95Seconds": 31.0, "maxSeconds": 33.0,
+  "shutdown": {"observed": 5, "p50Seconds": 20.0, "p95Seconds": 31.0, "maxSeconds": 33.0,
                "recommendedBudgetSeconds": 40}}}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
