@@ -18,6 +18,7 @@ fn mutation(c: &mut Criterion) {
         name: "web",
         spec: &policy.spec,
         services: &[],
+        tuning: &[],
     };
     let caps = Capabilities::default();
     let view: PodView = serde_json::from_slice(&bytes).expect("a pod view");

@@ -2,7 +2,8 @@
 //! to a Node (the bench plays their kubelet, as tests/reconcile.rs does), then
 //! `graceful run`, and:
 //!
-//! - its RSS (VmRSS, VmHWM) once the initial list is done (`graceful_tracked_pods`
+//! - its RSS (VmRSS, VmHWM), with a Service whose EndpointSlices list every pod, once
+//!   the initial list is done (`graceful_tracked_pods`
 //!   reaches the pod count) and after it settles, the time to that list, and the CPU
 //!   time it took;
 //! - the time from a pod status change (a restart after an Error) to the policy status
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use futures::{StreamExt, TryStreamExt};
 use graceful::api::{GracefulPolicy, GracefulPolicyStatus};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -112,6 +114,16 @@ fn mib(kib: u64) -> String {
 
 fn rfc3339(time: Timestamp) -> String {
     time.strftime("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
+}
+
+/// The address of pod `i` (in 10.128.0.0/9), for the Service's EndpointSlices.
+fn pod_ip(i: usize) -> String {
+    format!(
+        "10.{}.{}.{}",
+        128 + (i >> 16) % 128,
+        (i >> 8) & 255,
+        i & 255
+    )
 }
 
 /// The status of the one container of a pod.
@@ -245,6 +257,13 @@ async fn measure(
                            "safetyMarginSeconds": 5}},
     }))?;
     policies.create(&PostParams::default(), &policy).await?;
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "scale"},
+        "spec": {"selector": {"app": "scale"}, "ports": [{"port": 80}]},
+    }))?;
+    Api::<Service>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &service)
+        .await?;
 
     // The pods, each created bound and given a Running status, as a kubelet would.
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
@@ -265,7 +284,10 @@ async fn measure(
                 })
                 .await
                 .with_context(|| format!("creating pod {name}"))?;
-                let status = container_status(0, json!({}));
+                let mut status = container_status(0, json!({}));
+                status["status"]["podIP"] = json!(pod_ip(i));
+                status["status"]["podIPs"] = json!([{"ip": pod_ip(i)}]);
+                status["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
                 retry(|| async {
                     pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                         .await
@@ -288,6 +310,28 @@ async fn measure(
         knobs.pods as f64 / creation.as_secs_f64(),
         knobs.concurrency
     );
+    // The EndpointSlice controller lists every pod in the Service's slices (100 a
+    // slice), which graceful watches too.
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns);
+    let in_slices = Instant::now();
+    loop {
+        let listed = slices.list(&ListParams::default()).await?.items;
+        let endpoints: usize = listed.iter().map(|s| s.endpoints.len()).sum();
+        if endpoints >= knobs.pods {
+            eprintln!(
+                "{endpoints} endpoints in {} EndpointSlices after {:.1?}",
+                listed.len(),
+                in_slices.elapsed()
+            );
+            break;
+        }
+        ensure!(
+            in_slices.elapsed() < Duration::from_secs(300),
+            "the EndpointSlices list {endpoints} of {} pods after 5 minutes",
+            knobs.pods
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     // Let the apiserver and etcd finish with the burst before graceful starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
 

@@ -75,7 +75,7 @@ pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) ->
         }
         Resolution::NotGoverned(why) => return Verdict::NotGoverned { why, warnings },
     };
-    let Some(spec) = policies.spec(&policy.name) else {
+    let Some((spec, tuning)) = policies.spec(&policy.name) else {
         return Verdict::Unusable(format!(
             "GracefulPolicy {:?} has no spec in the cache",
             policy.name
@@ -95,6 +95,7 @@ pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) ->
         name: &policy.name,
         spec,
         services: pod.services,
+        tuning,
     };
     Verdict::Governed {
         policy: policy.name.clone(),

@@ -18,5 +18,7 @@ pub mod reconcile;
 pub mod resolve;
 pub mod runtime;
 pub mod shutdown;
+pub mod stats;
 pub mod tls;
+pub mod tuning;
 pub mod webhook;

@@ -83,6 +83,11 @@ fn shutdown_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.25, 2.0, 13))
 }
 
+fn propagation_histogram() -> Histogram {
+    // 25 ms to ~100 s: a local API answers in tens of milliseconds, a loaded one in seconds.
+    Histogram::new(exponential_buckets(0.025, 2.0, 13))
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -94,6 +99,7 @@ pub struct Metrics {
     tls_reloads: Family<ResultLabels, Counter>,
     certificate_steps: Family<StepLabels, Counter>,
     shutdown_seconds: HistogramFamily<PolicyLabels>,
+    propagation_seconds: HistogramFamily<PolicyLabels>,
     violations: Family<ViolationLabels, Counter>,
     status_writes: Family<ResultLabels, Counter>,
     status_write_seconds: Histogram,
@@ -165,6 +171,13 @@ impl Metrics {
             "Shutdown duration of governed containers after the preStop sleep, by policy",
             shutdown_seconds.clone(),
         );
+        let propagation_seconds: HistogramFamily<PolicyLabels> =
+            Family::new_with_constructor(propagation_histogram);
+        registry.register(
+            "endpoint_propagation_seconds",
+            "Time from the start of a governed pod's deletion until the last EndpointSlice stopped routing to it, by policy",
+            propagation_seconds.clone(),
+        );
         let violations = Family::default();
         registry.register(
             "violations",
@@ -223,7 +236,7 @@ impl Metrics {
         let policy_recommendations = Family::default();
         registry.register(
             "policy_recommended_seconds",
-            "The value graceful recommends for that setting, from the shutdowns it measured",
+            "The value graceful recommends for that setting, from the shutdowns and endpoint propagation it measured",
             policy_recommendations.clone(),
         );
         Self {
@@ -232,6 +245,7 @@ impl Metrics {
             policy_settings,
             policy_recommendations,
             shutdown_seconds,
+            propagation_seconds,
             violations,
             status_writes,
             status_write_seconds,
@@ -290,6 +304,16 @@ impl Metrics {
             policy: policy.to_owned(),
         };
         self.shutdown_seconds
+            .get_or_create(&labels)
+            .observe(seconds);
+    }
+
+    pub fn propagation_observed(&self, namespace: &str, policy: &str, seconds: f64) {
+        let labels = PolicyLabels {
+            namespace: namespace.to_owned(),
+            policy: policy.to_owned(),
+        };
+        self.propagation_seconds
             .get_or_create(&labels)
             .observe(seconds);
     }
@@ -358,6 +382,7 @@ impl Metrics {
             policy: policy.to_owned(),
         };
         drop(self.shutdown_seconds.get_or_create(&labels));
+        drop(self.propagation_seconds.get_or_create(&labels));
         for kind in violation_kinds {
             drop(self.violations.get_or_create(&ViolationLabels {
                 namespace: namespace.to_owned(),

@@ -12,17 +12,23 @@ use crate::api::{Drain, GracefulPolicyStatus};
 /// A setting of `spec.drain` that graceful may recommend a value for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Setting {
-    /// From the measured shutdowns (`status.shutdown.recommendedBudgetSeconds`).
+    /// From the measured endpoint propagation
+    /// (`status.recommendations.preStopSleepSeconds`).
+    #[serde(rename = "preStopSleepSeconds")]
+    PreStopSleepSeconds,
+    /// From the measured shutdowns (`status.recommendations.shutdownBudgetSeconds`, or
+    /// with `tuning: Fixed` `status.shutdown.recommendedBudgetSeconds`).
     #[serde(rename = "shutdownBudgetSeconds")]
     ShutdownBudgetSeconds,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 1] = [Setting::ShutdownBudgetSeconds];
+    pub const ALL: [Setting; 2] = [Setting::PreStopSleepSeconds, Setting::ShutdownBudgetSeconds];
 
     /// The field's name under `spec.drain`, also the metrics' `setting` label.
     pub fn field(self) -> &'static str {
         match self {
+            Setting::PreStopSleepSeconds => "preStopSleepSeconds",
             Setting::ShutdownBudgetSeconds => "shutdownBudgetSeconds",
         }
     }
@@ -58,24 +64,38 @@ impl std::fmt::Display for Recommendation {
 }
 
 /// Every recommendation graceful has for a policy's `drain`, from its `status`; none
-/// before it measured anything.
+/// before it measured enough. `current` is what new pods get: with `tuning: Auto`, the
+/// values Auto set.
 pub fn recommendations(
     drain: &Drain,
     status: Option<&GracefulPolicyStatus>,
 ) -> Vec<Recommendation> {
-    let shutdown = status.and_then(|s| s.shutdown.as_ref());
+    let (effective, _) = crate::tuning::effective(drain, status);
+    let advised = status.and_then(|s| s.recommendations.as_ref());
+    let shutdown = status
+        .and_then(|s| s.shutdown.as_ref())
+        .filter(|stats| stats.observed > 0);
     Setting::ALL
         .into_iter()
-        .filter_map(|setting| match setting {
-            Setting::ShutdownBudgetSeconds => {
-                shutdown
-                    .filter(|stats| stats.observed > 0)
-                    .map(|stats| Recommendation {
-                        setting,
-                        current: drain.budget.shutdown_budget_seconds,
-                        recommended: stats.recommended_budget_seconds,
-                    })
-            }
+        .filter_map(|setting| {
+            let (current, recommended) = match setting {
+                Setting::PreStopSleepSeconds => (
+                    effective.budget.pre_stop_sleep_seconds,
+                    advised.and_then(|r| r.pre_stop_sleep_seconds.seconds),
+                ),
+                Setting::ShutdownBudgetSeconds => (
+                    effective.budget.shutdown_budget_seconds,
+                    match advised {
+                        Some(r) => r.shutdown_budget_seconds.seconds,
+                        None => shutdown.map(|stats| stats.recommended_budget_seconds),
+                    },
+                ),
+            };
+            recommended.map(|recommended| Recommendation {
+                setting,
+                current,
+                recommended,
+            })
         })
         .collect()
 }
@@ -139,6 +159,45 @@ mod tests {
         assert!(for_budget(20, measured(0, 1)).is_empty());
         assert!(recommendations(&Drain::default(), None).is_empty());
         assert_eq!(merge_patch(&[]), None);
+    }
+
+    #[test]
+    fn the_sleep_and_the_budget_from_the_recommendations_against_what_auto_gives() {
+        use crate::api::{Advice, AutoValue, AutoValues, Recommendations, Tuning};
+        let advice = |seconds| Advice {
+            seconds,
+            reason: String::new(),
+        };
+        let mut drain = Drain::default();
+        drain.budget.pre_stop_sleep_seconds = 0;
+        let status = GracefulPolicyStatus {
+            recommendations: Some(Recommendations {
+                pre_stop_sleep_seconds: advice(Some(4)),
+                shutdown_budget_seconds: advice(None),
+            }),
+            shutdown: measured(3, 36),
+            auto: Some(AutoValues {
+                pre_stop_sleep_seconds: Some(AutoValue {
+                    seconds: 4,
+                    changed_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                    ),
+                    reason: String::new(),
+                }),
+                shutdown_budget_seconds: None,
+            }),
+            ..GracefulPolicyStatus::default()
+        };
+        let found = recommendations(&drain, Some(&status));
+        assert_eq!(found.len(), 1, "too few shutdowns for a budget: {found:?}");
+        assert_eq!((found[0].current, found[0].recommended), (0, 4));
+        assert_eq!(
+            merge_patch(&found),
+            Some(json!({"spec": {"drain": {"preStopSleepSeconds": 4}}}))
+        );
+        drain.tuning = Tuning::Auto;
+        let found = recommendations(&drain, Some(&status));
+        assert!(!found[0].is_unmet(), "Auto gives 4");
     }
 
     #[test]

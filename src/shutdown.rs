@@ -44,7 +44,8 @@ pub struct Deletion {
 }
 
 impl Deletion {
-    fn started_ms(&self) -> i64 {
+    /// When the deletion began: the preStop hook runs, the grace period counts down.
+    pub fn started_ms(&self) -> i64 {
         millis(&self.deadline) - self.grace_period_seconds.saturating_mul(1000)
     }
 
@@ -284,29 +285,19 @@ fn epoch() -> Time {
 /// longest plus a fifth, rounded up, and at least double the current budget when a
 /// container was killed at the deadline (its true duration is unknown).
 pub fn stats(seconds: &[f64], any_killed: bool, current_budget: i64) -> Option<ShutdownStats> {
-    if seconds.is_empty() {
-        return None;
-    }
-    let mut sorted = seconds.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank =
-        |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
-    let max = sorted[sorted.len() - 1];
-    let mut recommended = (max * 1.2).ceil() as i64;
+    let summary = crate::stats::summary(seconds)?;
+    let longest = seconds.iter().copied().fold(0.0, f64::max);
+    let mut recommended = (longest * 1.2).ceil() as i64;
     if any_killed {
         recommended = recommended.max(current_budget.saturating_mul(2));
     }
     Some(ShutdownStats {
-        observed: sorted.len() as i64,
-        p50_seconds: round2(rank(0.50)),
-        p95_seconds: round2(rank(0.95)),
-        max_seconds: round2(max),
+        observed: summary.count,
+        p50_seconds: summary.p50,
+        p95_seconds: summary.p95,
+        max_seconds: summary.max,
         recommended_budget_seconds: recommended.max(1),
     })
-}
-
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

@@ -188,6 +188,8 @@ async fn the_service_account_may_do_what_the_code_needs_and_nothing_more() {
         // The Service cache behind targets: Serving.
         "list services -A",
         "watch services -A",
+        "list endpointslices.discovery.k8s.io -A",
+        "watch endpointslices.discovery.k8s.io -A",
         "get replicasets.apps -n shop",
         "watch deployments.apps -A",
         "list statefulsets.apps -A",

@@ -86,8 +86,11 @@ const STATUS: &str = r#"{"status": {
   "conditions": [{"type": "Ready", "status": "True", "reason": "InForce", "message": "in force",
                   "lastTransitionTime": "2026-01-01T00:00:00Z"}],
   "violations": {"budgetExceeded": 2, "oomKilled": 0, "restarts": 1, "total": 3},
-  "shutdown": {"observed": 4, "p50Seconds": 20.0, "p95Seconds": 31.0, "maxSeconds": 33.0,
-               "recommendedBudgetSeconds": 40}}}"#;
+  "shutdown": {"observed": 5, "p50Seconds": 20.0, "p95Seconds": 31.0, "maxSeconds": 33.0,
+               "recommendedBudgetSeconds": 40},
+  "recommendations": {
+    "preStopSleepSeconds": {"reason": "0 of 5 deletions measured: too few to recommend"},
+    "shutdownBudgetSeconds": {"seconds": 40, "reason": "longest shutdown 33.0 s of 5 measured + a fifth, rounded up"}}}}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_why_and_recommend_read_the_cluster_as_kubectl_does() {

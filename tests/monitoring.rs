@@ -194,7 +194,7 @@ fn exposed(metrics: &str) -> BTreeSet<String> {
 
 /// What graceful's reconciler restores from a policy's status: measured shutdowns,
 /// hence a recommendation.
-const MEASURED: &str = r#"{"status": {"shutdown": {"observed": 4, "p50Seconds": 20.0,
+const MEASURED: &str = r#"{"status": {"shutdown": {"observed": 5, "p50Seconds": 20.0,
   "p95Seconds": 31.0, "maxSeconds": 33.0, "recommendedBudgetSeconds": 40}}}"#;
 
 /// An admission request for a bare pod.

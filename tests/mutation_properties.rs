@@ -175,7 +175,7 @@ fn policy() -> impl Strategy<Value = GracefulPolicySpec> {
             safety_margin_seconds: margin,
             pre_stop,
             existing_hooks,
-            stop_signal: None,
+            ..Drain::default()
         });
     let timing = proptest::option::of(1i32..10);
     let readiness = proptest::option::of((timing.clone(), timing.clone(), timing, any::<bool>()))
@@ -252,6 +252,7 @@ fn run(pod: &Value, spec: &GracefulPolicySpec, caps: Capabilities) -> (Value, us
         name: "web",
         spec,
         services: &[],
+        tuning: &[],
     };
     let mutation = mutate(&view, Pointer::root(), governing, caps);
     let mut patched = pod.clone();

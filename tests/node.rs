@@ -424,6 +424,7 @@ fn governed(pod: Pod, policy: &str) -> Pod {
         name: "node",
         spec: &spec,
         services: &[],
+        tuning: &[],
     };
     let caps = Capabilities::for_server_version(1, 36);
     let mutation = mutate(&view, Pointer::root(), governing, caps);

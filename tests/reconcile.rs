@@ -475,6 +475,7 @@ async fn a_mesh_proxy_run_as_a_regular_container_is_not_measured_as_the_app() {
         name: "web",
         spec: &policy.spec,
         services: &[],
+        tuning: &[],
     };
     let mutation = mutate(&view, Pointer::root(), governing, Capabilities::default());
     let record = serde_json::to_string(&mutation.record).unwrap();

@@ -6,12 +6,13 @@ mod status;
 mod validate;
 
 pub use policy::{
-    Budget, BudgetEnv, BudgetVariable, Drain, EnvFormat, ExistingHooks, GracefulPolicy,
-    GracefulPolicySpec, Jobs, MeshDrain, Mode, PreStopAction, Readiness, Sidecars, StopSignal,
-    Targets,
+    AutoTuning, Bounds, Budget, BudgetEnv, BudgetVariable, Drain, EnvFormat, ExistingHooks,
+    GracefulPolicy, GracefulPolicySpec, Jobs, MeshDrain, Mode, PreStopAction, Readiness, Recommend,
+    Sidecars, StopSignal, Targets, Tuning,
 };
 pub use status::{
-    GracefulPolicyStatus, PodCounts, RecentViolation, ShutdownStats, ViolationCounts, ViolationKind,
+    Advice, AutoValue, AutoValues, GracefulPolicyStatus, PodCounts, PropagationStats,
+    RecentViolation, Recommendations, ShutdownStats, TimeSource, ViolationCounts, ViolationKind,
 };
 pub use validate::{Invalid, validate};
 

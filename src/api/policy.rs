@@ -27,6 +27,9 @@ use super::status::GracefulPolicyStatus;
     printcolumn(name = "Sleep", type_ = "integer", json_path = ".spec.drain.preStopSleepSeconds", priority = 1, description = "preStop sleep in seconds"),
     printcolumn(name = "Budget", type_ = "integer", json_path = ".spec.drain.shutdownBudgetSeconds", priority = 1, description = "seconds the app gets after SIGTERM"),
     printcolumn(name = "Gives", type_ = "integer", json_path = ".status.terminationGracePeriodSeconds", priority = 1, description = "terminationGracePeriodSeconds the policy gives to pods whose own is not longer"),
+    printcolumn(name = "Tuning", type_ = "string", json_path = ".spec.drain.tuning", priority = 1, description = "Fixed, Recommend or Auto"),
+    printcolumn(name = "Rec-Sleep", type_ = "integer", json_path = ".status.recommendations.preStopSleepSeconds.seconds", priority = 1, description = "the preStop sleep graceful recommends, from the measured endpoint propagation"),
+    printcolumn(name = "Rec-Budget", type_ = "integer", json_path = ".status.recommendations.shutdownBudgetSeconds.seconds", priority = 1, description = "the shutdown budget graceful recommends, from the measured shutdowns"),
     printcolumn(name = "Grace", type_ = "string", json_path = ".status.gracePeriods", description = "terminationGracePeriodSeconds governed pods have (a range when they differ)"),
     printcolumn(name = "Violations", type_ = "integer", json_path = ".status.violations.total", description = "bad shutdowns, OOM kills and restarts in the current window"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
@@ -108,6 +111,121 @@ pub struct Drain {
     /// drains on SIGQUIT). Absent: the image's. Set only where the apiserver supports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<StopSignal>,
+
+    /// Whether graceful only applies the values above (Fixed), also recommends values
+    /// from what it measured and says when these are below them (Recommend), or admits
+    /// new pods with its recommendations (Auto).
+    #[serde(default)]
+    pub tuning: Tuning,
+
+    /// How the recommendations are made.
+    #[serde(default)]
+    pub recommend: Recommend,
+
+    /// The bounds and pace of Auto.
+    #[serde(default)]
+    pub auto: AutoTuning,
+}
+
+/// What graceful does with what it measures of the drain.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tuning {
+    /// The policy's values, and no word about them.
+    Fixed,
+    /// The policy's values; the status recommends values and says when the policy's are
+    /// below them.
+    #[default]
+    Recommend,
+    /// New pods get the recommended values, within `auto`'s bounds.
+    Auto,
+}
+
+/// How the recommendations are made.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommend {
+    /// Seconds added to the measured endpoint propagation for what the API cannot show:
+    /// kube-proxy's sync, an ingress controller's reload, a load balancer's
+    /// deregistration (the README lists known values).
+    #[serde(default = "default_data_plane_allowance_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub data_plane_allowance_seconds: i64,
+
+    /// Deletions (for the sleep) and shutdowns (for the budget) measured before
+    /// graceful recommends a value, and Auto acts.
+    #[serde(default = "default_min_observations")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_observations: i64,
+}
+
+fn default_data_plane_allowance_seconds() -> i64 {
+    3
+}
+fn default_min_observations() -> i64 {
+    5
+}
+
+impl Default for Recommend {
+    fn default() -> Self {
+        Self {
+            data_plane_allowance_seconds: default_data_plane_allowance_seconds(),
+            min_observations: default_min_observations(),
+        }
+    }
+}
+
+/// The bounds and pace of Auto.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoTuning {
+    /// At most one change of each value per this many seconds.
+    #[serde(default = "default_auto_interval_seconds")]
+    #[schemars(range(min = 0, max = 2_592_000))]
+    pub interval_seconds: i64,
+
+    /// The preStop sleeps Auto may give.
+    #[serde(default = "default_auto_sleep_bounds")]
+    pub pre_stop_sleep_seconds: Bounds,
+
+    /// The shutdown budgets Auto may give.
+    #[serde(default = "default_auto_budget_bounds")]
+    pub shutdown_budget_seconds: Bounds,
+}
+
+fn default_auto_interval_seconds() -> i64 {
+    3600
+}
+fn default_auto_sleep_bounds() -> Bounds {
+    Bounds { min: 1, max: 60 }
+}
+fn default_auto_budget_bounds() -> Bounds {
+    Bounds { min: 5, max: 600 }
+}
+
+impl Default for AutoTuning {
+    fn default() -> Self {
+        Self {
+            interval_seconds: default_auto_interval_seconds(),
+            pre_stop_sleep_seconds: default_auto_sleep_bounds(),
+            shutdown_budget_seconds: default_auto_budget_bounds(),
+        }
+    }
+}
+
+/// The smallest and largest value Auto may give, in seconds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("self.min <= self.max").message("min must not be above max"))]
+pub struct Bounds {
+    #[schemars(range(min = 0, max = 3600))]
+    pub min: i64,
+    #[schemars(range(min = 0, max = 3600))]
+    pub max: i64,
+}
+
+impl Bounds {
+    pub fn clamp(self, seconds: i64) -> i64 {
+        seconds.clamp(self.min, self.max.max(self.min))
+    }
 }
 
 /// The time a container gets to stop: a preStop sleep, then the app's own shutdown
@@ -155,6 +273,9 @@ impl Default for Drain {
             pre_stop: PreStopAction::default(),
             existing_hooks: ExistingHooks::default(),
             stop_signal: None,
+            tuning: Tuning::default(),
+            recommend: Recommend::default(),
+            auto: AutoTuning::default(),
         }
     }
 }

@@ -42,6 +42,87 @@ pub struct GracefulPolicyStatus {
     /// Observed shutdown durations of governed containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<ShutdownStats>,
+
+    /// How long after a governed pod's deletion began the cluster's API stopped routing
+    /// to it (the last of its EndpointSlices marked it not ready or removed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<PropagationStats>,
+
+    /// The drain values graceful recommends from what it measured (not with
+    /// `tuning: Fixed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommendations: Option<Recommendations>,
+
+    /// The values `tuning: Auto` gives new pods, once it has acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoValues>,
+}
+
+/// Measured endpoint propagation lags.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PropagationStats {
+    /// Deletions measured.
+    pub observed: i64,
+    pub p50_seconds: f64,
+    pub p95_seconds: f64,
+    pub max_seconds: f64,
+    /// Where the times come from.
+    pub time_source: TimeSource,
+}
+
+/// Where the times of endpoint changes come from.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeSource {
+    /// When graceful's EndpointSlice watch delivered the change: what every proxy that
+    /// watches the API could have known.
+    #[default]
+    WatchEvent,
+    /// The slice's `endpoints.kubernetes.io/last-change-trigger-time`, for changes
+    /// graceful only saw in a (re)list.
+    TriggerTime,
+    /// Some of each.
+    Mixed,
+}
+
+/// What graceful recommends for the drain.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Recommendations {
+    pub pre_stop_sleep_seconds: Advice,
+    pub shutdown_budget_seconds: Advice,
+}
+
+/// One recommendation and how it was made.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Advice {
+    /// The value; absent while too little was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<i64>,
+    /// Its parts, or why there is none yet.
+    pub reason: String,
+}
+
+/// The values `tuning: Auto` gives; a value Auto has not set yet is the policy's.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoValues {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_stop_sleep_seconds: Option<AutoValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_budget_seconds: Option<AutoValue>,
+}
+
+/// One value Auto gives.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoValue {
+    pub seconds: i64,
+    /// When Auto last changed it.
+    pub changed_at: Time,
+    /// The recommendation it followed, and the bound that clamped it.
+    pub reason: String,
 }
 
 /// Governed pods.

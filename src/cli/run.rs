@@ -254,6 +254,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let (reconciler, client) = (reconciler.clone(), client.clone());
         async move { Err(reconciler.watch_pods(client, component).await.into()) }
     });
+    let component = health.register("EndpointSlice watch");
+    tasks.spawn("the EndpointSlice watch", {
+        let (reconciler, client) = (reconciler.clone(), client.clone());
+        async move {
+            Err(reconciler
+                .watch_endpoint_slices(client, component)
+                .await
+                .into())
+        }
+    });
     tasks.spawn("the status writer", {
         let (reconciler, client) = (reconciler.clone(), client.clone());
         async move {

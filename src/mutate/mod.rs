@@ -64,6 +64,8 @@ pub struct Governing<'a> {
     pub spec: &'a GracefulPolicySpec,
     /// The Services of the pod's namespace, for `targets: Serving`.
     pub services: &'a [Backend],
+    /// How `tuning: Auto` set the drain in `spec`, a line per value, for the record.
+    pub tuning: &'a [String],
 }
 
 /// The result of applying a policy to one pod.
@@ -162,6 +164,7 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
         mode: spec.mode,
         budget: spec.drain.budget,
         left_alone,
+        tuning: policy.tuning.to_vec(),
         changes: std::mem::take(&mut edit.changes),
     };
 

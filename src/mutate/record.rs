@@ -23,6 +23,10 @@ pub struct ChangeRecord {
     /// not the app's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub left_alone: BTreeMap<String, Role>,
+    /// Why the drain differs from the policy's own values (`tuning: Auto`), a line per
+    /// value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tuning: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
 }

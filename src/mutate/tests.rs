@@ -43,6 +43,7 @@ fn apply_at(
             name: "web",
             spec,
             services: &[],
+            tuning: &[],
         },
         caps,
     );
@@ -485,6 +486,7 @@ fn the_root_pointer_prefixes_every_operation() {
             name: "web",
             spec: &spec(),
             services: &[],
+            tuning: &[],
         },
         Capabilities::default(),
     );
@@ -628,6 +630,7 @@ fn serving_targets_only_containers_a_service_reaches() {
             name: "web",
             spec: &spec,
             services,
+            tuning: &[],
         };
         let mutation = mutate(&view, Pointer::root(), governing, Capabilities::default());
         mutation

@@ -10,9 +10,12 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::report::{PolicyFacts, Report};
+use super::propagation::{Measurement, Propagation, SliceKey, TrimmedSlice};
+use super::report::{MEETS_RECOMMENDATIONS, PolicyFacts, Report};
 use super::tracker::{ObservedPod, PolicyRef, Tracker};
-use crate::api::{Budget, GracefulPolicy, GracefulPolicyStatus, PodCounts, RecentViolation};
+use crate::api::{
+    AutoValue, Budget, GracefulPolicy, GracefulPolicyStatus, PodCounts, RecentViolation,
+};
 use crate::recommend::{Recommendation, recommendations};
 use crate::resolve::Candidate;
 use crate::shutdown::Finding;
@@ -40,6 +43,28 @@ pub struct Observed {
     pub announcements: Vec<Announcement>,
     /// Shutdown durations measured, by policy, for the histogram.
     pub shutdowns: Vec<(PolicyRef, f64)>,
+    /// Endpoint propagation lags measured, by policy, for the histogram.
+    pub propagations: Vec<(PolicyRef, f64)>,
+}
+
+impl Observed {
+    fn append(&mut self, mut other: Observed) {
+        self.announcements.append(&mut other.announcements);
+        self.shutdowns.append(&mut other.shutdowns);
+        self.propagations.append(&mut other.propagations);
+    }
+}
+
+/// An Event about a policy itself: Auto changed a value, or the values fell below the
+/// recommendations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyNotice {
+    pub policy: PolicyRef,
+    pub policy_uid: Option<String>,
+    /// `AutoTuned` or `BelowRecommendation`.
+    pub reason: &'static str,
+    pub note: String,
+    pub warning: bool,
 }
 
 /// A status to write.
@@ -55,6 +80,7 @@ pub struct Update {
 #[derive(Debug, Default, PartialEq)]
 pub struct Statuses {
     pub updates: Vec<Update>,
+    pub notices: Vec<PolicyNotice>,
     pub reported: Vec<(PolicyRef, Vec<Recommendation>)>,
     pub removed: Vec<PolicyRef>,
 }
@@ -71,6 +97,7 @@ pub struct Index {
     window_seconds: i64,
     policies: HashMap<PolicyRef, Arc<GracefulPolicy>>,
     tracker: Tracker,
+    propagation: Propagation,
     reports: HashMap<PolicyRef, Report>,
     members: HashMap<String, Member>,
     /// Policies whose status may need a write.
@@ -83,6 +110,7 @@ impl Index {
             window_seconds,
             policies: HashMap::new(),
             tracker: Tracker::default(),
+            propagation: Propagation::default(),
             reports: HashMap::new(),
             members: HashMap::new(),
             dirty: HashSet::new(),
@@ -137,15 +165,11 @@ impl Index {
         self.tracker.begin_relist();
         let mut observed = Observed::default();
         for pod in pods {
-            let Observed {
-                mut announcements,
-                mut shutdowns,
-            } = self.observe(pod, false, now);
-            observed.announcements.append(&mut announcements);
-            observed.shutdowns.append(&mut shutdowns);
+            observed.append(self.observe(pod, false, now));
         }
         self.tracker.end_relist();
         let listed: HashSet<&str> = pods.iter().map(|pod| pod.uid.as_str()).collect();
+        self.propagation.retain_pods(&listed);
         let dirty = &mut self.dirty;
         self.members.retain(|uid, member| {
             let kept = listed.contains(uid.as_str());
@@ -154,6 +178,43 @@ impl Index {
             }
             kept
         });
+        observed
+    }
+
+    /// An EndpointSlice as a live event delivered it at `now`.
+    pub fn apply_slice(&mut self, slice: &TrimmedSlice, now: &Time) -> Observed {
+        let found = self.propagation.slice(slice, Some(now.0.as_millisecond()));
+        self.measured(found)
+    }
+
+    /// An EndpointSlice deleted, as a live event delivered it at `now`.
+    pub fn delete_slice(&mut self, slice: &SliceKey, now: &Time) -> Observed {
+        let found = self
+            .propagation
+            .slice_gone(slice, Some(now.0.as_millisecond()));
+        self.measured(found)
+    }
+
+    /// Every EndpointSlice there is, after a (re)list.
+    pub fn relist_slices(&mut self, slices: &[TrimmedSlice]) -> Observed {
+        let found = self.propagation.relist_slices(slices);
+        self.measured(found)
+    }
+
+    /// Adds measured lags to their policies' reports.
+    fn measured(&mut self, found: Vec<Measurement>) -> Observed {
+        let mut observed = Observed::default();
+        for measurement in found {
+            if !self.policies.contains_key(&measurement.policy) {
+                continue;
+            }
+            let report = self.report(&measurement.policy);
+            report.add_lag(measurement.lag_seconds, measurement.source);
+            self.dirty.insert(measurement.policy.clone());
+            observed
+                .propagations
+                .push((measurement.policy, measurement.lag_seconds));
+        }
         observed
     }
 
@@ -200,11 +261,13 @@ impl Index {
                 found.removed.push(key.clone());
                 continue;
             };
+            let (drain, _) = crate::tuning::effective(&policy.spec.drain, policy.status.as_ref());
             let facts = PolicyFacts {
                 generation: policy.metadata.generation,
                 mode: policy.spec.mode,
-                grace_period_seconds: policy.spec.drain.grace_period_seconds(),
-                budget: policy.spec.drain.budget,
+                grace_period_seconds: drain.grace_period_seconds(),
+                budget: drain.budget,
+                drain: policy.spec.drain.clone(),
                 invalid: Candidate::from_policy(&policy)
                     .err()
                     .map(|error| format!("spec.selector: {error}")),
@@ -213,6 +276,7 @@ impl Index {
             let status = self.report(key).status(&facts, policy.status.as_ref(), now);
             let recommended = recommendations(&policy.spec.drain, Some(&status));
             found.reported.push((key.clone(), recommended));
+            found.notices.extend(notices(key, &policy, &status));
             if policy.status.as_ref() != Some(&status) {
                 found.updates.push(Update {
                     policy: key.clone(),
@@ -234,6 +298,17 @@ impl Index {
     }
 
     fn observe(&mut self, pod: &ObservedPod, gone: bool, now: &Time) -> Observed {
+        let started = pod.deletion.as_ref().map(|d| d.started_ms());
+        let measured = self.propagation.pod(&pod.uid, &pod.policy, started);
+        let measured = if gone {
+            measured
+                .into_iter()
+                .chain(self.propagation.pod_gone(&pod.uid))
+                .collect()
+        } else {
+            Vec::from_iter(measured)
+        };
+        let mut observed = self.measured(measured);
         let budget = self.budget_of(pod);
         let findings = self.tracker.observe(pod, budget, gone);
         let member = Member {
@@ -249,7 +324,6 @@ impl Index {
         if gone || before.as_ref() != Some(&member) {
             self.dirty.insert(pod.policy.clone());
         }
-        let mut observed = Observed::default();
         // Without a policy nothing is reported; the tracker still learns the pod.
         let Some(policy_uid) = self
             .policies
@@ -290,4 +364,64 @@ impl Index {
                 .map_or_else(Budget::default, |p| p.spec.drain.budget)
         })
     }
+}
+
+/// The Events a new status calls for: each value Auto changed, and the values falling
+/// below the recommendations.
+fn notices(
+    key: &PolicyRef,
+    policy: &GracefulPolicy,
+    status: &GracefulPolicyStatus,
+) -> Vec<PolicyNotice> {
+    let previous = policy.status.as_ref();
+    let notice = |reason, note, warning| PolicyNotice {
+        policy: key.clone(),
+        policy_uid: policy.metadata.uid.clone(),
+        reason,
+        note,
+        warning,
+    };
+    let mut found = Vec::new();
+    let before = previous.and_then(|p| p.auto.clone()).unwrap_or_default();
+    let after = status.auto.clone().unwrap_or_default();
+    let own = policy.spec.drain.budget;
+    for (field, before, after, own) in [
+        (
+            "preStopSleepSeconds",
+            before.pre_stop_sleep_seconds,
+            after.pre_stop_sleep_seconds,
+            own.pre_stop_sleep_seconds,
+        ),
+        (
+            "shutdownBudgetSeconds",
+            before.shutdown_budget_seconds,
+            after.shutdown_budget_seconds,
+            own.shutdown_budget_seconds,
+        ),
+    ] {
+        if let Some(AutoValue {
+            seconds, reason, ..
+        }) = &after
+        {
+            let was = before.as_ref().map_or(own, |b| b.seconds);
+            if before.as_ref().map(|b| b.seconds) != Some(*seconds) {
+                let note =
+                    format!("tuning Auto: new pods get {field} {seconds} (was {was}): {reason}");
+                found.push(notice("AutoTuned", note, false));
+            }
+        }
+    }
+    let meets = |s: Option<&GracefulPolicyStatus>| {
+        s.into_iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.type_ == MEETS_RECOMMENDATIONS)
+            .map(|c| (c.status.clone(), c.message.clone()))
+    };
+    if let Some((now, message)) = meets(Some(status))
+        && now == "False"
+        && meets(previous).map(|(before, _)| before) != Some(now)
+    {
+        found.push(notice("BelowRecommendation", message, true));
+    }
+    found
 }

@@ -11,13 +11,13 @@
 
 mod events;
 mod index;
+mod propagation;
 mod report;
 mod tracker;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -30,8 +30,9 @@ use crate::api::{GracefulPolicy, GracefulPolicyStatus, POLICY_KEY, ViolationKind
 use crate::metrics::Metrics;
 use crate::runtime::health::Component;
 use crate::runtime::watch::{self as driver, WatchError};
-pub use events::{EventQueue, publish_events};
-pub use index::{Announcement, Index, Observed, Statuses, Update};
+pub use events::{EventQueue, Notice, publish_events};
+pub use index::{Announcement, Index, Observed, PolicyNotice, Statuses, Update};
+pub use propagation::{SERVICE_NAME_LABEL, SliceKey, TrimmedSlice};
 pub use tracker::{ObservedPod, PolicyRef};
 
 /// The field manager of every status graceful writes.
@@ -70,6 +71,9 @@ pub struct Reconciler {
     /// Reports restore from the status graceful wrote before it started, so pods are
     /// not watched before the policies are listed.
     policies_listed: watch::Sender<bool>,
+    /// Slices are read for the governed pods, so they are not watched before the pods
+    /// are listed.
+    pods_listed: watch::Sender<bool>,
 }
 
 fn now() -> Time {
@@ -90,6 +94,7 @@ impl Reconciler {
             events,
             leader,
             policies_listed: watch::channel(false).0,
+            pods_listed: watch::channel(false).0,
         })
     }
 
@@ -99,17 +104,51 @@ impl Reconciler {
 
     /// Governed pods only: the label the webhook adds lets the apiserver filter.
     pub async fn watch_pods(self: Arc<Self>, client: Client, component: Component) -> WatchError {
-        let mut listed = self.policies_listed.subscribe();
-        // The sender lives in `self`: this wait ends with the first list.
-        let _ = listed.wait_for(|listed| *listed).await;
-        let pods = watcher::watcher(
-            Api::<Pod>::all(client),
-            watcher::Config::default().labels(POLICY_KEY),
-        )
-        .default_backoff();
-        let pods = driver::trimmed(pods, |pod| ObservedPod::from_pod(&pod));
-        let indexes: [Arc<dyn driver::Index<ObservedPod>>; 1] = [self];
-        driver::drive(pods, &indexes, &component).await
+        let after = self.policies_listed.subscribe();
+        let config = watcher::Config::default().labels(POLICY_KEY);
+        self.watch(after, client, config, ObservedPod::from_pod, component)
+            .await
+    }
+
+    /// The EndpointSlices of Services, trimmed on arrival to the pods they list and
+    /// whether they route to each: where the endpoint propagation of governed pods is
+    /// measured. Read for the governed pods, so started once they are listed.
+    pub async fn watch_endpoint_slices(
+        self: Arc<Self>,
+        client: Client,
+        component: Component,
+    ) -> WatchError {
+        let after = self.pods_listed.subscribe();
+        let config = watcher::Config::default().labels(SERVICE_NAME_LABEL);
+        self.watch(after, client, config, TrimmedSlice::of, component)
+            .await
+    }
+
+    /// Watches every `K` matching `config`, trimmed to `T`, into the index, once `after`
+    /// turns true (its sender lives in `self`, so the wait ends).
+    async fn watch<K, T>(
+        self: Arc<Self>,
+        mut after: watch::Receiver<bool>,
+        client: Client,
+        config: watcher::Config,
+        trim: fn(&K) -> Option<T>,
+        component: Component,
+    ) -> WatchError
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + 'static,
+        K::DynamicType: Default,
+        Self: driver::Index<T>,
+    {
+        let _ = after.wait_for(|listed| *listed).await;
+        let events = watcher::watcher(Api::<K>::all(client), config).default_backoff();
+        let events = driver::trimmed(events, move |object| trim(&object));
+        let indexes: [Arc<dyn driver::Index<T>>; 1] = [self];
+        driver::drive(events, &indexes, &component).await
     }
 
     /// Announces what an observation found, and keeps the gauge current.
@@ -118,6 +157,10 @@ impl Reconciler {
         for (policy, seconds) in observed.shutdowns {
             self.metrics
                 .shutdown_observed(&policy.namespace, &policy.name, seconds);
+        }
+        for (policy, seconds) in observed.propagations {
+            self.metrics
+                .propagation_observed(&policy.namespace, &policy.name, seconds);
         }
         let leader = *self.leader.borrow();
         for announcement in observed.announcements {
@@ -176,6 +219,10 @@ impl Reconciler {
             }
             for policy in &found.removed {
                 self.metrics.policy_removed(&policy.namespace, &policy.name);
+            }
+            for notice in found.notices {
+                tracing::info!(policy = %notice.policy, reason = notice.reason, note = %notice.note, "policy event");
+                self.events.send(notice);
             }
             for update in found.updates {
                 self.write_status(&client, update).await;
@@ -248,6 +295,21 @@ impl driver::Index<ObservedPod> for Reconciler {
 
     fn relist(&self, pods: &[ObservedPod]) {
         self.observe_pods(|index, now| index.relist_pods(pods, now));
+        self.pods_listed.send_replace(true);
+    }
+}
+
+impl driver::Index<TrimmedSlice> for Reconciler {
+    fn apply(&self, slice: &TrimmedSlice) {
+        self.observe_pods(|index, now| index.apply_slice(slice, now));
+    }
+
+    fn delete(&self, slice: &TrimmedSlice) {
+        self.observe_pods(|index, now| index.delete_slice(&slice.key, now));
+    }
+
+    fn relist(&self, slices: &[TrimmedSlice]) {
+        self.observe_pods(|index, _| index.relist_slices(slices));
     }
 }
 

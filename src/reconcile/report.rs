@@ -7,10 +7,12 @@ use std::collections::{HashSet, VecDeque};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    Budget, GracefulPolicyStatus, Mode, PodCounts, RecentViolation, ShutdownStats, ViolationCounts,
-    ViolationKind,
+    Budget, Drain, GracefulPolicyStatus, Mode, PodCounts, PropagationStats, RecentViolation,
+    ShutdownStats, TimeSource, Tuning, ViolationCounts, ViolationKind,
 };
+use crate::recommend;
 use crate::shutdown::{self, DisruptionKind, Finding};
+use crate::tuning;
 
 /// How many violations the status lists.
 pub const RECENT_LIMIT: usize = 20;
@@ -37,6 +39,8 @@ pub struct PolicyFacts {
     pub mode: Mode,
     pub grace_period_seconds: i64,
     pub budget: Budget,
+    /// The policy's drain as written (its tuning and Auto's bounds).
+    pub drain: Drain,
     /// Why the policy cannot be in force (a selector that does not parse), if so.
     pub invalid: Option<String>,
     pub pods: PodCounts,
@@ -54,6 +58,10 @@ pub struct Report {
     samples: VecDeque<(f64, bool)>,
     /// Statistics from the status found at start, until new shutdowns are seen.
     restored_stats: Option<ShutdownStats>,
+    /// Endpoint propagation lags measured, and where their times came from.
+    lags: VecDeque<(f64, TimeSource)>,
+    /// The propagation statistics found at start, until new deletions are measured.
+    restored_propagation: Option<PropagationStats>,
 }
 
 fn key(v: &RecentViolation) -> String {
@@ -85,7 +93,37 @@ impl Report {
             recent,
             samples: VecDeque::new(),
             restored_stats: status.and_then(|s| s.shutdown.clone()),
+            lags: VecDeque::new(),
+            restored_propagation: status.and_then(|s| s.propagation.clone()),
         }
+    }
+
+    /// One deletion's endpoint propagation lag.
+    pub fn add_lag(&mut self, seconds: f64, source: TimeSource) {
+        push_bounded(&mut self.lags, (seconds, source), SAMPLE_LIMIT);
+    }
+
+    fn propagation(&self) -> Option<PropagationStats> {
+        let seconds: Vec<f64> = self.lags.iter().map(|(s, _)| *s).collect();
+        let Some(summary) = crate::stats::summary(&seconds) else {
+            return self.restored_propagation.clone();
+        };
+        let sources = |source| self.lags.iter().all(|(_, s)| *s == source);
+        let time_source = match (
+            sources(TimeSource::WatchEvent),
+            sources(TimeSource::TriggerTime),
+        ) {
+            (true, _) => TimeSource::WatchEvent,
+            (_, true) => TimeSource::TriggerTime,
+            _ => TimeSource::Mixed,
+        };
+        Some(PropagationStats {
+            observed: summary.count,
+            p50_seconds: summary.p50,
+            p95_seconds: summary.p95,
+            max_seconds: summary.max,
+            time_source,
+        })
     }
 
     /// Adds what was found on `pod`; returns the violation to announce, or `None` for
@@ -235,21 +273,25 @@ impl Report {
         }
         for condition in &mut conditions {
             condition.observed_generation = facts.generation;
-            let before = previous
-                .into_iter()
-                .flat_map(|p| &p.conditions)
-                .find(|c| c.type_ == condition.type_);
-            condition.last_transition_time = match before {
-                Some(before) if before.status == condition.status => {
-                    before.last_transition_time.clone()
-                }
-                _ => now.clone(),
-            };
+            condition.last_transition_time = transition_time(condition, previous, now);
         }
         let durations: Vec<f64> = self.samples.iter().map(|(s, _)| *s).collect();
         let any_killed = self.samples.iter().any(|(_, killed)| *killed);
+        let shutdown =
+            shutdown::stats(&durations, any_killed, facts.budget.shutdown_budget_seconds)
+                .or_else(|| self.restored_stats.clone());
+        let propagation = self.propagation();
+        let recommendations =
+            tuning::recommendations(&facts.drain, propagation.as_ref(), shutdown.as_ref());
+        let auto = tuning::auto_values(
+            &facts.drain,
+            recommendations.as_ref(),
+            shutdown.as_ref(),
+            previous.and_then(|p| p.auto.as_ref()),
+            now,
+        );
         let count = |kind| self.counts[kind_index(kind)];
-        GracefulPolicyStatus {
+        let mut status = GracefulPolicyStatus {
             observed_generation: facts.generation,
             conditions,
             termination_grace_period_seconds: Some(facts.grace_period_seconds),
@@ -271,9 +313,17 @@ impl Report {
                 window_start: self.window_start.clone(),
             }),
             recent: self.recent.iter().cloned().collect(),
-            shutdown: shutdown::stats(&durations, any_killed, facts.budget.shutdown_budget_seconds)
-                .or_else(|| self.restored_stats.clone()),
+            shutdown,
+            propagation,
+            recommendations,
+            auto,
+        };
+        if let Some(mut meets) = meets_recommendations(&facts.drain, &status) {
+            meets.observed_generation = facts.generation;
+            meets.last_transition_time = transition_time(&meets, previous, now);
+            status.conditions.push(meets);
         }
+        status
     }
 
     fn condition(&self, kind: ViolationKind, type_: &str, fine: &str, now: &Time) -> Condition {
@@ -310,6 +360,68 @@ impl Report {
         };
         condition(type_, status, reason, message)
     }
+}
+
+/// A condition that keeps its status keeps its `lastTransitionTime`.
+fn transition_time(
+    condition: &Condition,
+    previous: Option<&GracefulPolicyStatus>,
+    now: &Time,
+) -> Time {
+    let before = previous
+        .into_iter()
+        .flat_map(|p| &p.conditions)
+        .find(|c| c.type_ == condition.type_);
+    match before {
+        Some(before) if before.status == condition.status => before.last_transition_time.clone(),
+        _ => now.clone(),
+    }
+}
+
+/// The condition type that is False while the values new pods get are below what
+/// graceful recommends.
+pub const MEETS_RECOMMENDATIONS: &str = "MeetsRecommendations";
+
+/// `MeetsRecommendations`: False while a value new pods get is below its
+/// recommendation, Unknown before anything can be recommended; none with `tuning:
+/// Fixed`.
+fn meets_recommendations(drain: &Drain, status: &GracefulPolicyStatus) -> Option<Condition> {
+    if drain.tuning == Tuning::Fixed {
+        return None;
+    }
+    let found = recommend::recommendations(drain, Some(status));
+    let unmet: Vec<String> = found
+        .iter()
+        .filter(|r| r.is_unmet())
+        .map(|r| {
+            format!(
+                "{} {} is below the recommended {}",
+                r.setting.field(),
+                r.current,
+                r.recommended
+            )
+        })
+        .collect();
+    Some(match (found.is_empty(), unmet.is_empty()) {
+        (true, _) => condition(
+            MEETS_RECOMMENDATIONS,
+            "Unknown",
+            "TooFewObservations",
+            "too little measured to recommend yet (status.recommendations)".to_owned(),
+        ),
+        (false, true) => condition(
+            MEETS_RECOMMENDATIONS,
+            "True",
+            "MeetsRecommendations",
+            "new pods get at least what graceful recommends".to_owned(),
+        ),
+        (false, false) => condition(
+            MEETS_RECOMMENDATIONS,
+            "False",
+            "BelowRecommendation",
+            format!("{} (status.recommendations)", unmet.join("; ")),
+        ),
+    })
 }
 
 /// `35`, or `30-60` when the governed pods differ; `None` without pods.

@@ -171,6 +171,7 @@ fn facts(mode: Mode) -> PolicyFacts {
         mode,
         grace_period_seconds: 35,
         budget: BUDGET,
+        drain: crate::api::Drain::default(),
         invalid: None,
         pods: PodCounts {
             matched: 3,

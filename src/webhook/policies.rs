@@ -15,8 +15,10 @@ use crate::resolve::Candidate;
 pub struct NamespacePolicies {
     /// For [`crate::resolve::resolve`].
     pub candidates: Vec<Candidate>,
-    /// The spec of each candidate, by name.
-    specs: HashMap<String, GracefulPolicySpec>,
+    /// The spec of each candidate, by name, with the drain new pods get (`tuning:
+    /// Auto`'s values in place of the policy's own once it has set them), and the lines
+    /// that say so in each pod's record.
+    specs: HashMap<String, (GracefulPolicySpec, Vec<String>)>,
     /// Policies that cannot be used, and why: graceful skips them and says so.
     pub broken: Vec<(String, String)>,
     /// Whether a policy here has `targets: Serving`: only then does an admission need
@@ -31,8 +33,13 @@ impl NamespacePolicies {
             match Candidate::from_policy(policy) {
                 Ok(candidate) => {
                     this.serving |= policy.spec.targets == Targets::Serving;
-                    this.specs
-                        .insert(candidate.name.clone(), policy.spec.clone());
+                    let (drain, tuning) =
+                        crate::tuning::effective(&policy.spec.drain, policy.status.as_ref());
+                    let spec = GracefulPolicySpec {
+                        drain,
+                        ..policy.spec.clone()
+                    };
+                    this.specs.insert(candidate.name.clone(), (spec, tuning));
                     this.candidates.push(candidate);
                 }
                 Err(error) => this.broken.push((
@@ -48,8 +55,11 @@ impl NamespacePolicies {
         self.serving
     }
 
-    pub fn spec(&self, name: &str) -> Option<&GracefulPolicySpec> {
-        self.specs.get(name)
+    /// The spec new pods are mutated with, and what the record says of its tuning.
+    pub fn spec(&self, name: &str) -> Option<(&GracefulPolicySpec, &[String])> {
+        self.specs
+            .get(name)
+            .map(|(spec, tuning)| (spec, tuning.as_slice()))
     }
 
     /// Why the policy `name` is not used, if it is broken.
@@ -184,7 +194,7 @@ mod tests {
         let shop = index.get("shop").unwrap();
         let names: Vec<_> = shop.candidates.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["web", "all"]);
-        assert_eq!(shop.spec("web").unwrap().mode, Mode::Audit);
+        assert_eq!(shop.spec("web").unwrap().0.mode, Mode::Audit);
         assert!(shop.spec("batch").is_none());
         assert_eq!(index.get("ops").unwrap().candidates.len(), 1);
         assert!(index.get("default").is_none());

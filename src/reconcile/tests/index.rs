@@ -395,3 +395,98 @@ fn a_regular_container_the_record_leaves_alone_is_not_measured_as_the_app() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn endpoint_propagation_fills_the_status_and_auto_follows_it() {
+    use crate::reconcile::propagation::TrimmedSlice;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let mut auto = policy(json!(null));
+    auto.spec.drain.tuning = crate::api::Tuning::Auto;
+    auto.spec.drain.recommend.min_observations = 1;
+    auto.spec.drain.budget.pre_stop_sleep_seconds = 0;
+    let mut index = listed(std::slice::from_ref(&auto));
+    let slice = |ready: bool| TrimmedSlice {
+        key: ("shop".into(), "web-abc".into()),
+        trigger_time_ms: None,
+        endpoints: vec![("uid-web-1".into(), ready)],
+    };
+    let later = |ms: i64| {
+        Time(k8s_openapi::jiff::Timestamp::from_millisecond(at(0).0.as_millisecond() + ms).unwrap())
+    };
+    index.apply_pod(&pod("web-1", json!({})), &at(0));
+    index.apply_slice(&slice(true), &at(0));
+    // Deleted with its 15 s: the deletion started at 0; the slice stopped routing 0.8 s later.
+    index.apply_pod(&deleted("web-1", 15, 0, 1, json!({})), &at(0));
+    let observed = index.apply_slice(&slice(false), &later(800));
+    assert_eq!(observed.propagations.len(), 1);
+    assert_eq!(observed.propagations[0].1, 0.8);
+
+    let found = index.statuses(&at(1));
+    let status = &only(found.updates).status;
+    let propagation = status.propagation.as_ref().unwrap();
+    assert_eq!((propagation.observed, propagation.p95_seconds), (1, 0.8));
+    let sleep = &status
+        .recommendations
+        .as_ref()
+        .unwrap()
+        .pre_stop_sleep_seconds;
+    assert_eq!(sleep.seconds, Some(4));
+    let applied = status
+        .auto
+        .as_ref()
+        .unwrap()
+        .pre_stop_sleep_seconds
+        .as_ref()
+        .unwrap();
+    assert_eq!(applied.seconds, 4);
+    // The 1 s shutdown is measured too: the budget goes to Auto's lower bound, 5 s.
+    let budget = status
+        .auto
+        .as_ref()
+        .unwrap()
+        .shutdown_budget_seconds
+        .as_ref()
+        .unwrap();
+    assert_eq!(budget.seconds, 5);
+    assert_eq!(
+        found.notices.iter().map(|n| n.reason).collect::<Vec<_>>(),
+        ["AutoTuned", "AutoTuned"]
+    );
+    assert!(
+        found.notices[0]
+            .note
+            .contains("preStopSleepSeconds 4 (was 0)"),
+        "{:?}",
+        found.notices
+    );
+    let meets = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "MeetsRecommendations")
+        .unwrap();
+    assert_eq!(meets.status, "True", "{meets:?}");
+}
+
+#[test]
+fn values_below_the_recommendations_are_a_condition_and_an_event() {
+    let mut index = listed(&[policy(json!({
+        "propagation": {"observed": 9, "p50Seconds": 0.2, "p95Seconds": 2.4, "maxSeconds": 2.5,
+                        "timeSource": "WatchEvent"}
+    }))]);
+    let found = index.statuses(&at(0));
+    let status = &only(found.updates).status;
+    let meets = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "MeetsRecommendations")
+        .unwrap();
+    assert_eq!(
+        (meets.status.as_str(), meets.reason.as_str()),
+        ("False", "BelowRecommendation")
+    );
+    assert_eq!(
+        meets.message,
+        "preStopSleepSeconds 5 is below the recommended 6 (status.recommendations)"
+    );
+    assert_eq!(found.notices[0].reason, "BelowRecommendation");
+}
