@@ -43,4 +43,4 @@ bench:
 # The fuzz targets of tests/fuzz.rs at length (make test runs 1,500 cases of each).
 FUZZ_CASES ?= 100000
 fuzz:
-	GRACEFUL_FUZZ_CASES=$(FUZZ_CASES) cargo test --release --test fuzz -- --nocapture
+	GRACEFUL_FUZZ_RANDOM=1 GRACEFUL_FUZZ_CASES=$(FUZZ_CASES) cargo test --release --test fuzz -- --nocapture

@@ -5,7 +5,8 @@
 //! Nothing may panic or hang, and every input that is refused is refused with a message.
 //!
 //! `GRACEFUL_FUZZ_CASES` sets the cases per target (a bounded number by default, for
-//! `make test`; `make fuzz` runs a long one). Each target prints `fuzz: <target>: N
+//! `make test`, the same cases every run; `make fuzz` runs a long one, new cases each
+//! time with `GRACEFUL_FUZZ_RANDOM` set). Each target prints `fuzz: <target>: N
 //! cases (A accepted, R refused) in T`.
 
 #[path = "fixtures/admission.rs"]
@@ -27,7 +28,7 @@ use graceful::webhook::watch::Caches;
 use graceful::webhook::{Webhook, router};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -318,11 +319,18 @@ fn fuzz<S>(
     let worker = std::thread::spawn({
         let current = current.clone();
         move || {
-            let mut runner = TestRunner::new(Config {
+            let config = Config {
                 cases,
                 failure_persistence: None,
                 ..Config::default()
-            });
+            };
+            // `make test` replays the same cases every run, so that it fails only on a
+            // change; `make fuzz` looks for new ones.
+            let mut runner = if std::env::var_os("GRACEFUL_FUZZ_RANDOM").is_some() {
+                TestRunner::new(config)
+            } else {
+                TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
+            };
             let (accepted, refused) = (Cell::new(0u64), Cell::new(0u64));
             let outcome = runner.run(&strategy(), |input| {
                 *current.lock().unwrap() = Some(format!("{input:?}"));

@@ -293,8 +293,9 @@ mod tests {
 
     #[test]
     fn a_list_where_kubernetes_has_a_map_is_the_manifests_error_not_a_bug() {
-        // Found by tests/fuzz.rs: serde reads `metadata: []` as an empty object, so the
-        // pod was governed, and its patch could not be applied to the list.
+        // Found by tests/fuzz.rs: serde read `lifecycle: []` as an empty object, so the
+        // pod was governed, and its patch could not be applied to the list. The pod's
+        // reader now takes only an object there, and says where.
         let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {graceful.dev/policy: web}}\n\
                         spec: {containers: [{name: app, image: app, lifecycle: []}]}\n";
         let policy = "apiVersion: graceful.dev/v1alpha1\nkind: GracefulPolicy\nmetadata: {name: web}\n\
@@ -309,11 +310,11 @@ mod tests {
                 Capabilities::default(),
             )
         };
-        let error = render(manifest).expect_err("refused").to_string();
+        let error = format!("{:#}", render(manifest).expect_err("refused"));
         assert_eq!(
             error,
-            "pod.yaml: document 1: spec.containers.0.lifecycle: a list or a value where \
-             Kubernetes expects a map"
+            "pod.yaml: document 1 (Pod/p): spec.containers[0].lifecycle: invalid type: \
+             sequence, expected an object"
         );
         let fixed = manifest.replace("lifecycle: []", "lifecycle: {}");
         assert!(render(&fixed).expect("mutated").contains("preStop"));

@@ -7,15 +7,21 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// A Pod or a pod template, as far as graceful reads it.
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct PodView {
     /// Absent in pod templates that carry no labels or annotations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub metadata: Option<PodMeta>,
+    #[serde(deserialize_with = "object")]
     pub spec: PodSpecView,
 }
 
@@ -57,7 +63,7 @@ pub struct PodSpecView {
     pub init_containers: Vec<ContainerView>,
     #[serde(default)]
     pub termination_grace_period_seconds: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub os: Option<PodOsView>,
 }
 
@@ -75,9 +81,9 @@ pub struct ContainerView {
     /// `Always` on an init container makes it a native sidecar.
     #[serde(default)]
     pub restart_policy: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub lifecycle: Option<LifecycleView>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub readiness_probe: Option<ProbeTimings>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<PortView>,
@@ -157,6 +163,53 @@ pub struct ProbeTimings {
     pub failure_threshold: Option<i32>,
     #[serde(default)]
     pub timeout_seconds: Option<i32>,
+}
+
+/// A field the Pod API defines as an object. serde would also read a JSON list into a
+/// struct (its fields in order), which no apiserver sends, and a patch written for an
+/// object cannot follow a list: so only a map is read, and anything else is the pod's
+/// error.
+fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Object<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+        type Value = T;
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_map(Object(PhantomData))
+}
+
+/// [`object`] for an optional field: null or absent is `None`.
+fn optional_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Optional<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Optional<T> {
+        type Value = Option<T>;
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("an object or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<Self::Value, D::Error> {
+            object(inner).map(Some)
+        }
+    }
+    deserializer.deserialize_option(Optional(PhantomData))
 }
 
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>

@@ -714,3 +714,30 @@ fn a_second_pass_records_an_injected_proxy_left_alone_even_with_nothing_to_chang
         third.patch
     );
 }
+
+#[test]
+fn a_list_where_the_pod_api_has_an_object_is_refused_not_patched() {
+    // Found by tests/fuzz.rs: serde read `readinessProbe: []` as a probe without
+    // timings, and the patch then pointed into the list.
+    for field in ["readinessProbe", "lifecycle"] {
+        let pod = json!({"spec": {"containers": [{"name": "app", field: []}]}});
+        let error = serde_json::from_value::<PodView>(pod).expect_err("refused");
+        assert!(error.to_string().contains("expected an object"), "{error}");
+    }
+    let spec_as_list = json!({"spec": [[{"name": "app"}]]});
+    assert!(serde_json::from_value::<PodView>(spec_as_list).is_err());
+    let metadata_as_list = json!({"metadata": [], "spec": {"containers": [{"name": "app"}]}});
+    assert!(serde_json::from_value::<PodView>(metadata_as_list).is_err());
+
+    let nulls = json!({"metadata": null, "spec": {"containers": [
+        {"name": "app", "readinessProbe": null, "lifecycle": null}]}});
+    let view: PodView = serde_json::from_value(nulls).expect("null is absent");
+    assert_eq!(view.spec.containers[0].readiness_probe, None);
+    assert_eq!(view.spec.containers[0].lifecycle, None);
+    let from_bytes: PodView = serde_json::from_str(
+        r#"{"spec": {"containers": [{"name": "app", "readinessProbe": {"periodSeconds": 3}}]}}"#,
+    )
+    .expect("an object is read");
+    let probe = from_bytes.spec.containers[0].readiness_probe.clone();
+    assert_eq!(probe.and_then(|p| p.period_seconds), Some(3));
+}
