@@ -139,6 +139,11 @@ fn is_marker(line: &str, marker: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
 }
 
+/// How deep collections may nest. No manifest comes near; past it the values built would
+/// be dropped, copied and skipped by recursion deep enough to overflow a thread's stack
+/// (serde_json reads JSON only to 128).
+const MAX_NESTING: usize = 1000;
+
 /// A node being built: a sequence, or a mapping with the key it waits a value for; each
 /// with its anchor and the [`Aliasing::decoded`] count where it opened.
 enum Open {
@@ -217,6 +222,11 @@ fn read_one(chunk: &str) -> Result<Option<Value>, YamlError> {
                     .ok_or_else(|| error("an alias to an unknown anchor".to_owned()))?;
                 aliasing.count(*nodes).map_err(error)?;
                 (value.clone(), 0, false, *nodes)
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() == MAX_NESTING => {
+                return Err(error(format!(
+                    "collections nest deeper than {MAX_NESTING} levels"
+                )));
             }
             Event::SequenceStart(anchor, _) => {
                 stack.push(Open::Sequence(Vec::new(), anchor, opened));

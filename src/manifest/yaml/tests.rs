@@ -184,6 +184,24 @@ fn an_alias_bomb_is_refused_as_kubectl_refuses_it_and_aliases_in_measure_are_not
 }
 
 #[test]
+fn collections_nested_past_the_limit_are_refused_not_a_stack_overflow() {
+    // Found by tests/fuzz.rs: deep nesting overflowed the stack. The parser limits flow
+    // collections itself; block ones are counted here.
+    let deep = |levels: usize| format!("{}{}\n", "[".repeat(levels), "]".repeat(levels));
+    let error = documents(&deep(100_000)).expect_err("too deep");
+    assert!(error.message.contains("recursion limit"), "{error}");
+    let error = documents(&"- ".repeat(100_000)).expect_err("too deep");
+    assert!(error.message.contains("deeper than 1000"), "{error}");
+    let error = documents(&"- ".repeat(MAX_NESTING + 1)).expect_err("too deep");
+    assert!(error.message.contains("deeper than 1000"), "{error}");
+    let mut value = &read(&format!("{}x\n", "- ".repeat(MAX_NESTING)));
+    for _ in 0..MAX_NESTING {
+        value = &value[0];
+    }
+    assert_eq!(value, &json!("x"));
+}
+
+#[test]
 fn duplicate_keys_keep_the_last_as_kubectl_does() {
     // yaml_test.go TestYAMLToJSONStrict: not strict, so no error.
     assert_eq!(read("foo: bar\nfoo: baz\n"), json!({"foo": "baz"}));
