@@ -106,6 +106,7 @@ rules:
   - {{apiGroups: [graceful.dev], resources: [gracefulpolicies/status], verbs: [patch]}}
   - {{apiGroups: [""], resources: [pods], verbs: [list, watch]}}
   - {{apiGroups: [""], resources: [services], verbs: [list, watch]}}
+  - {{apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}}
   - {{apiGroups: [""], resources: [replicationcontrollers], verbs: [get, list, watch]}}
   - {{apiGroups: [apps], resources: [replicasets, deployments, statefulsets, daemonsets], verbs: [get, list, watch]}}
   - {{apiGroups: [batch], resources: [jobs], verbs: [get, list, watch]}}
