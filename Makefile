@@ -3,6 +3,11 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
+# A CI checkout is built once: incremental caches would only take disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
+
 .PHONY: demo test lint build cluster-build crds bench fuzz
 
 # graceful's main job, shown end to end: a local cluster with a real node, graceful
