@@ -165,20 +165,14 @@ pub fn render(
             .value
             .as_mut()
             .context("a patched document has a value")?;
-        if let Err(error) = json_patch::patch(value, &patch.0) {
-            match not_a_map(value, &error.path) {
-                Some(field) => bail!(
-                    "{}: document {document}: {field}: a list or a value where Kubernetes \
-                     expects a map",
-                    file.display()
-                ),
-                None => bail!(
-                    "{}: a patch for document {document} does not apply; this is a bug in \
-                     graceful: {error}",
-                    file.display()
-                ),
-            }
-        }
+        // The reader takes only objects where the Pod API has them, so a patch that does
+        // not apply is graceful's fault, not the manifest's.
+        json_patch::patch(value, &patch.0).with_context(|| {
+            format!(
+                "{}: a patch for document {document} does not apply; this is a bug in graceful",
+                file.display()
+            )
+        })?;
         changed[document - 1] = true;
     }
 
@@ -186,32 +180,6 @@ pub fn render(
         Output::Manifest => write_stream(text, &stream, &changed)?,
         Output::Patch => format!("{}\n", serde_json::to_string_pretty(&patches)?),
     })
-}
-
-/// Where a patch's `path` cannot be followed because the document holds a list or a
-/// scalar where Kubernetes has an object (which serde reads as an empty object, and the
-/// apiserver refuses): that field, dotted; `None` when the document is not to blame.
-fn not_a_map(document: &Value, path: &json_patch::jsonptr::Pointer) -> Option<String> {
-    let mut node = document;
-    let mut walked: Vec<String> = Vec::new();
-    for token in path.tokens() {
-        let token = token.decoded();
-        match node {
-            Value::Object(map) => match map.get(token.as_ref()) {
-                Some(next) => node = next,
-                // The patch adds this key: its parent is a map, as it should be.
-                None => return None,
-            },
-            Value::Array(items) => match token.parse::<usize>().ok().and_then(|i| items.get(i)) {
-                Some(next) => node = next,
-                None if token.parse::<usize>().is_ok() || token == "-" => return None,
-                None => return Some(walked.join(".")),
-            },
-            _ => return Some(walked.join(".")),
-        }
-        walked.push(token.into_owned());
-    }
-    None
 }
 
 /// The Services of the input, by namespace, for policies with `targets: Serving`: offline
@@ -318,5 +286,16 @@ mod tests {
         );
         let fixed = manifest.replace("lifecycle: []", "lifecycle: {}");
         assert!(render(&fixed).expect("mutated").contains("preStop"));
+        // The same for the pod template as a whole: serde would read it from a list.
+        let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n\
+                          spec: {template: [{annotations: {graceful.dev/policy: web}}, \
+                          {containers: [{name: app, image: app}]}]}\n";
+        let error = format!("{:#}", render(deployment).expect_err("refused"));
+        assert!(
+            error.starts_with(
+                "pod.yaml: document 1 (Deployment/d): spec.template: invalid type: sequence"
+            ),
+            "{error}"
+        );
     }
 }

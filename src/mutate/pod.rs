@@ -17,12 +17,28 @@ use serde_json::Value;
 
 /// A Pod or a pod template, as far as graceful reads it.
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]
+// The derived reader becomes `PodView::deserialize`; the trait's reader below wraps it so
+// that the pod itself, like its fields, is read only from an object.
+#[serde(remote = "Self")]
 pub struct PodView {
     /// Absent in pod templates that carry no labels or annotations.
     #[serde(default, deserialize_with = "optional_object")]
     pub metadata: Option<PodMeta>,
     #[serde(deserialize_with = "object")]
     pub spec: PodSpecView,
+}
+
+impl<'de> Deserialize<'de> for PodView {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The derived reader, as a type [`object`] can call.
+        struct Fields(PodView);
+        impl<'de> Deserialize<'de> for Fields {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                PodView::deserialize(deserializer).map(Fields)
+            }
+        }
+        object(deserializer).map(|Fields(pod)| pod)
+    }
 }
 
 #[derive(Deserialize, Debug, Clone, Default, PartialEq)]

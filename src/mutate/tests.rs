@@ -724,6 +724,10 @@ fn a_list_where_the_pod_api_has_an_object_is_refused_not_patched() {
         let error = serde_json::from_value::<PodView>(pod).expect_err("refused");
         assert!(error.to_string().contains("expected an object"), "{error}");
     }
+    // serde reads a struct from a list of its fields in order; no Pod API object is one.
+    let pod_as_list = json!([{}, {"containers": [{"name": "app"}]}]);
+    let error = serde_json::from_value::<PodView>(pod_as_list).expect_err("refused");
+    assert!(error.to_string().contains("expected an object"), "{error}");
     let spec_as_list = json!({"spec": [[{"name": "app"}]]});
     assert!(serde_json::from_value::<PodView>(spec_as_list).is_err());
     let metadata_as_list = json!({"metadata": [], "spec": {"containers": [{"name": "app"}]}});
