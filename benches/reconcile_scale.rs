@@ -213,14 +213,9 @@ async fn held_replica_set(
     if let Some(spec) = unscaled.spec.as_mut() {
         spec.replicas = Some(0);
     }
-    retry(|| async {
-        match api.create(&PostParams::default(), &unscaled).await {
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-            created => created.map(drop),
-        }
-    })
-    .await
-    .with_context(|| format!("creating ReplicaSet {name}"))?;
+    create_retried(api, &unscaled)
+        .await
+        .with_context(|| format!("creating ReplicaSet {name}"))?;
     let background = DeleteParams::background();
     retry(|| api.delete(&name, &background))
         .await
@@ -230,6 +225,21 @@ async fn held_replica_set(
     retry(|| api.patch(&name, &params, &scale))
         .await
         .with_context(|| format!("scaling ReplicaSet {name}"))
+}
+
+/// Creates `object`, retried as [`retry`] does; a retry of a create that went through
+/// (409) is done.
+async fn create_retried<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    retry(|| async {
+        match api.create(&PostParams::default(), object).await {
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            created => created.map(drop),
+        }
+    })
+    .await
 }
 
 /// Retries a request that failed on the way (the apiserver closing a kept-alive
@@ -391,15 +401,9 @@ async fn measure(
                 let owner =
                     (!replica_sets.is_empty()).then(|| &replica_sets[i % replica_sets.len()]);
                 let object = pod(&name, node, owner)?;
-                retry(|| async {
-                    match pods.create(&PostParams::default(), &object).await {
-                        // A retry of a create that went through.
-                        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-                        created => created.map(drop),
-                    }
-                })
-                .await
-                .with_context(|| format!("creating pod {name}"))?;
+                create_retried(&pods, &object)
+                    .await
+                    .with_context(|| format!("creating pod {name}"))?;
                 let mut status = container_status(0, json!({}));
                 status["status"]["podIP"] = json!(pod_ip(i));
                 status["status"]["podIPs"] = json!([{"ip": pod_ip(i)}]);
