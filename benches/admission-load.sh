@@ -25,8 +25,8 @@ FIXED_PORT=${FIXED_PORT:-18444}
 
 command -v oha >/dev/null || { echo "needs oha: cargo install oha --locked" >&2; exit 1; }
 cargo build --release --quiet --bin graceful --example fixed_review_server
-graceful=target/release/graceful
-fixed=target/release/examples/fixed_review_server
+graceful=${CARGO_TARGET_DIR:-target}/release/graceful
+fixed=${CARGO_TARGET_DIR:-target}/release/examples/fixed_review_server
 
 work=$(mktemp -d)
 pids=()
