@@ -8,6 +8,7 @@
 # GRACEFUL_TEST_KUBECONFIG names) and stops it at the end.
 #
 #   benches/reconcile-scale.sh     # GRACEFUL_SCALE_PODS=10000 GRACEFUL_SCALE_SAMPLES=100
+#                                  # GRACEFUL_SCALE_REPLICASETS=0
 #                                  # GRACEFUL_SCALE_CONCURRENCY=32 GRACEFUL_BENCH_LOCK=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
