@@ -5,5 +5,6 @@
 //! [`health::Health`] registry those parts report to.
 
 pub mod health;
+pub mod memory;
 pub mod tasks;
 pub mod watch;

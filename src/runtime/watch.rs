@@ -56,6 +56,8 @@ pub async fn drive<K>(
                 let objects = std::mem::take(&mut listed);
                 indexes.iter().for_each(|index| index.relist(&objects));
                 tracing::info!(watch = %name, objects = objects.len(), "listed");
+                drop(objects);
+                super::memory::release_freed();
                 component.ready();
             }
             Err(error) if is_forbidden(&error) => {
