@@ -119,8 +119,8 @@ async fn rolling_a_deployment_fills_status_propagation_and_auto_gives_the_next_p
     };
     let old = eventually("3 ready pods", Duration::from_secs(90), ready_pods).await;
 
-    // The test's own view: when each old pod's deletion started, and when its slice
-    // stopped routing to it, as the events reached the test.
+    // The test's own view: when each old pod's deletion started, when its slice stopped
+    // routing to it, and when the slice dropped it, as the events reached the test.
     let mut pod_events = watcher(pods.clone(), Default::default())
         .applied_objects()
         .boxed();
@@ -135,9 +135,10 @@ async fn rolling_a_deployment_fills_status_propagation_and_auto_gives_the_next_p
         .expect("the rollout starts");
     let mut started: BTreeMap<String, i64> = BTreeMap::new();
     let mut stopped: BTreeMap<String, i64> = BTreeMap::new();
+    let mut removed: BTreeMap<String, i64> = BTreeMap::new();
     let deadline = tokio::time::sleep(Duration::from_secs(120));
     tokio::pin!(deadline);
-    while stopped.len() < REPLICAS || started.len() < REPLICAS {
+    while removed.len() < REPLICAS || started.len() < REPLICAS {
         tokio::select! {
             Some(Ok(pod)) = pod_events.next() => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -151,36 +152,46 @@ async fn rolling_a_deployment_fills_status_propagation_and_auto_gives_the_next_p
             }
             Some(Ok(slice)) = slice_events.next() => {
                 let arrived = now_ms();
-                for uid in &old {
-                    let routed = slice.endpoints.iter().any(|e| {
+                for uid in old.iter().filter(|uid| started.contains_key(*uid)) {
+                    let endpoint = slice.endpoints.iter().find(|e| {
                         e.target_ref.as_ref().and_then(|t| t.uid.as_ref()) == Some(uid)
-                            && e.conditions.as_ref().and_then(|c| c.ready) != Some(false)
                     });
-                    if !routed && started.contains_key(uid) {
+                    let routed = endpoint
+                        .is_some_and(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false));
+                    if !routed {
                         stopped.entry(uid.clone()).or_insert(arrived);
+                    }
+                    if endpoint.is_none() {
+                        removed.entry(uid.clone()).or_insert(arrived);
                     }
                 }
             }
             () = &mut deadline => panic!(
-                "the rollout did not end: started {started:?}, stopped {stopped:?}\n{}",
+                "the rollout did not end: started {started:?}, stopped {stopped:?}, removed {removed:?}\n{}",
                 graceful.log()
             ),
         }
     }
-    let seen: Vec<f64> = old
-        .iter()
-        .map(|uid| (stopped[uid] - started[uid]) as f64 / 1000.0)
-        .collect();
+    let since_start = |times: &BTreeMap<String, i64>| -> Vec<f64> {
+        (old.iter())
+            .map(|uid| (times[uid] - started[uid]) as f64 / 1000.0)
+            .collect()
+    };
+    let seen = since_start(&stopped);
     let seen_max = seen.iter().copied().fold(0.0, f64::max);
+    let seen_removed = since_start(&removed);
+    let seen_removed_max = seen_removed.iter().copied().fold(0.0, f64::max);
 
     let propagation = eventually(
-        "status.propagation of 3 deletions",
+        "status.propagation of 3 deletions and their removals",
         Duration::from_secs(60),
         || async {
             let policy = policies.get("web").await.ok()?;
             let status = policy.status?;
             let propagation = status.propagation.clone()?;
-            (propagation.observed >= REPLICAS as i64).then_some((propagation, status))
+            let removed = propagation.removal.as_ref()?.observed;
+            (propagation.observed >= REPLICAS as i64 && removed >= REPLICAS as i64)
+                .then_some((propagation, status))
         },
     )
     .await;
@@ -205,6 +216,22 @@ async fn rolling_a_deployment_fills_status_propagation_and_auto_gives_the_next_p
         (propagation.max_seconds - seen_max).abs() < 0.5,
         "graceful's max {} against the test's {seen_max}",
         propagation.max_seconds
+    );
+    let removal = propagation.removal.clone().expect("removals");
+    println!(
+        "removal: graceful p50 {:.2} s max {:.2} s; the test saw {seen_removed:?}",
+        removal.p50_seconds, removal.max_seconds
+    );
+    assert_eq!(removal.observed, REPLICAS as i64);
+    // A pod is dropped once it has ended: after its 1 s sleep, not before it stopped.
+    assert!(
+        removal.max_seconds >= propagation.max_seconds && removal.p50_seconds >= 1.0,
+        "{removal:?} against {propagation:?}"
+    );
+    assert!(
+        (removal.max_seconds - seen_removed_max).abs() < 0.5,
+        "graceful's removal max {} against the test's {seen_removed_max}",
+        removal.max_seconds
     );
     let sleep = status
         .recommendations

@@ -12,7 +12,8 @@ pub use policy::{
 };
 pub use status::{
     Advice, AutoValue, AutoValues, GracefulPolicyStatus, PodCounts, PropagationStats,
-    RecentViolation, Recommendations, ShutdownStats, TimeSource, ViolationCounts, ViolationKind,
+    RecentViolation, Recommendations, RemovalStats, ShutdownStats, TimeSource, ViolationCounts,
+    ViolationKind,
 };
 pub use validate::{Invalid, validate};
 

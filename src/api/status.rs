@@ -69,6 +69,20 @@ pub struct PropagationStats {
     pub max_seconds: f64,
     /// Where the times come from.
     pub time_source: TimeSource,
+    /// When the same pods were removed from their slices, from the same start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal: Option<RemovalStats>,
+}
+
+/// Measured removals of deleted pods from their EndpointSlices.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovalStats {
+    /// Deletions measured.
+    pub observed: i64,
+    pub p50_seconds: f64,
+    pub p95_seconds: f64,
+    pub max_seconds: f64,
 }
 
 /// Where the times of endpoint changes come from.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::propagation::{Measurement, Propagation, SliceKey, TrimmedSlice};
+use super::propagation::{Measurement, Propagation, SliceKey, Stage, TrimmedSlice};
 use super::report::{MEETS_RECOMMENDATIONS, PolicyFacts, Report};
 use super::tracker::{ObservedPod, PolicyRef, Tracker};
 use crate::api::{
@@ -201,7 +201,7 @@ impl Index {
         self.measured(found)
     }
 
-    /// Adds measured lags to their policies' reports.
+    /// Adds measured lags and removals to their policies' reports.
     fn measured(&mut self, found: Vec<Measurement>) -> Observed {
         let mut observed = Observed::default();
         for measurement in found {
@@ -209,11 +209,16 @@ impl Index {
                 continue;
             }
             let report = self.report(&measurement.policy);
-            report.add_lag(measurement.lag_seconds, measurement.source);
+            match measurement.stage {
+                Stage::Stopped => report.add_lag(measurement.lag_seconds, measurement.source),
+                Stage::Removed => report.add_removal(measurement.lag_seconds),
+            }
             self.dirty.insert(measurement.policy.clone());
-            observed
-                .propagations
-                .push((measurement.policy, measurement.lag_seconds));
+            if measurement.stage == Stage::Stopped {
+                observed
+                    .propagations
+                    .push((measurement.policy, measurement.lag_seconds));
+            }
         }
         observed
     }
@@ -299,15 +304,10 @@ impl Index {
 
     fn observe(&mut self, pod: &ObservedPod, gone: bool, now: &Time) -> Observed {
         let started = pod.deletion.as_ref().map(|d| d.started_ms());
-        let measured = self.propagation.pod(&pod.uid, &pod.policy, started);
-        let measured = if gone {
-            measured
-                .into_iter()
-                .chain(self.propagation.pod_gone(&pod.uid))
-                .collect()
-        } else {
-            Vec::from_iter(measured)
-        };
+        let mut measured = self.propagation.pod(&pod.uid, &pod.policy, started);
+        if gone {
+            measured.extend(self.propagation.pod_gone(&pod.uid));
+        }
         let mut observed = self.measured(measured);
         let budget = self.budget_of(pod);
         let findings = self.tracker.observe(pod, budget, gone);

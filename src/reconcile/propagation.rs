@@ -8,6 +8,10 @@
 //! it. The lag is from the start to the moment the *last* slice that routed to the pod
 //! stopped: until then some proxy may still be told to send it new connections.
 //!
+//! The pod's removal from its slices is measured the same way, from the same start to the
+//! moment the last slice that routed to it dropped it (when the EndpointSlice controller
+//! saw the pod object go): from then on no proxy can even know the endpoint.
+//!
 //! The moment is when graceful's watch delivered the change (`WatchEvent`): a proxy
 //! watching the API learns it no sooner. A change graceful only sees in a (re)list has
 //! no such moment; the slice's `endpoints.kubernetes.io/last-change-trigger-time` is
@@ -69,11 +73,22 @@ impl TrimmedSlice {
     }
 }
 
-/// One deletion measured.
+/// What a measurement times, from the start of the pod's deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The last slice that routed to the pod stopped routing to it (not `ready`, or
+    /// removed): the lag.
+    Stopped,
+    /// The last of those slices removed it.
+    Removed,
+}
+
+/// One deletion measured, at one stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
     pub policy: PolicyRef,
     pub pod_uid: String,
+    pub stage: Stage,
     pub lag_seconds: f64,
     pub source: TimeSource,
 }
@@ -84,16 +99,27 @@ struct Stop {
     source: TimeSource,
 }
 
+/// One slice that routed to a pod: when it stopped, and when it removed the pod (each
+/// `None` until then; `Some(None)`: at a moment nobody can tell).
+#[derive(Debug, Clone, Copy, Default)]
+struct Route {
+    stopped: Option<Option<Stop>>,
+    removed: Option<Option<Stop>>,
+}
+
 /// What is known of one governed pod's endpoints.
 #[derive(Debug, Clone)]
 struct Drain {
     policy: PolicyRef,
     deletion_start_ms: Option<i64>,
-    /// Every slice that routed to the pod; once it stopped, when (`None` inside: it
-    /// stopped at a moment nobody can tell).
-    slices: HashMap<SliceKey, Option<Option<Stop>>>,
+    /// Every slice that routed to the pod.
+    slices: HashMap<SliceKey, Route>,
     gone: bool,
-    measured: bool,
+    /// Every slice had stopped: the lag was measured, or could not be.
+    stopped_settled: bool,
+    /// The lag was measured; only then is the removal (of the same pods' figures).
+    lag_measured: bool,
+    removal_settled: bool,
 }
 
 /// The governed pods and the slices that list them.
@@ -111,13 +137,15 @@ impl Propagation {
         uid: &str,
         policy: &PolicyRef,
         deletion_start_ms: Option<i64>,
-    ) -> Option<Measurement> {
+    ) -> Vec<Measurement> {
         let drain = self.pods.entry(uid.to_owned()).or_insert_with(|| Drain {
             policy: policy.clone(),
             deletion_start_ms: None,
             slices: HashMap::new(),
             gone: false,
-            measured: false,
+            stopped_settled: false,
+            lag_measured: false,
+            removal_settled: false,
         });
         // The first start seen is kept: the kubelet's final removal rewrites the grace
         // period to 0 (and keeps the start, but a clock-less rewrite must not move it).
@@ -126,8 +154,10 @@ impl Propagation {
     }
 
     /// A governed pod is gone. What its slices still say is waited for.
-    pub fn pod_gone(&mut self, uid: &str) -> Option<Measurement> {
-        let drain = self.pods.get_mut(uid)?;
+    pub fn pod_gone(&mut self, uid: &str) -> Vec<Measurement> {
+        let Some(drain) = self.pods.get_mut(uid) else {
+            return Vec::new();
+        };
         drain.gone = true;
         self.settle(uid)
     }
@@ -146,20 +176,20 @@ impl Propagation {
         let mut touched: Vec<String> = Vec::new();
         for (uid, ready) in &listed {
             if let Some(drain) = self.pods.get_mut(uid) {
-                drain.saw(&slice.key, *ready, stop);
+                drain.saw(&slice.key, Some(*ready), stop);
                 touched.push(uid.clone());
             }
         }
         for uid in before.keys().filter(|uid| !listed.contains_key(*uid)) {
             if let Some(drain) = self.pods.get_mut(uid) {
-                drain.saw(&slice.key, false, stop);
+                drain.saw(&slice.key, None, stop);
                 touched.push(uid.clone());
             }
         }
         if !listed.is_empty() {
             self.slices.insert(slice.key.clone(), listed);
         }
-        touched.iter().filter_map(|uid| self.settle(uid)).collect()
+        touched.iter().flat_map(|uid| self.settle(uid)).collect()
     }
 
     /// A slice is gone: it routes to none of its pods any more.
@@ -209,21 +239,26 @@ impl Propagation {
         self.pods.is_empty()
     }
 
-    /// Measures the pod once every slice that routed to it has stopped, and forgets it
-    /// once it is gone and no slice lists it.
-    fn settle(&mut self, uid: &str) -> Option<Measurement> {
-        let drain = self.pods.get_mut(uid)?;
-        let measurement = drain.measure().map(|(lag_seconds, source)| Measurement {
-            policy: drain.policy.clone(),
-            pod_uid: uid.to_owned(),
-            lag_seconds,
-            source,
-        });
+    /// Measures the pod once every slice that routed to it has stopped, and again once
+    /// every one has removed it; forgets it once it is gone and no slice lists it.
+    fn settle(&mut self, uid: &str) -> Vec<Measurement> {
+        let Some(drain) = self.pods.get_mut(uid) else {
+            return Vec::new();
+        };
+        let found = (drain.measure().into_iter())
+            .map(|(stage, lag_seconds, source)| Measurement {
+                policy: drain.policy.clone(),
+                pod_uid: uid.to_owned(),
+                stage,
+                lag_seconds,
+                source,
+            })
+            .collect();
         let listed = self.slices.values().any(|pods| pods.contains_key(uid));
         if drain.gone && !listed {
             self.pods.remove(uid);
         }
-        measurement
+        found
     }
 }
 
@@ -244,43 +279,82 @@ fn stop_time(arrived_ms: Option<i64>, trigger_time_ms: Option<i64>) -> Option<St
 }
 
 impl Drain {
-    /// `slice` lists the pod as `ready`, or (`false`) not ready or not at all.
-    fn saw(&mut self, slice: &SliceKey, ready: bool, stop: Option<Stop>) {
-        if ready {
+    /// `slice` lists the pod as `ready` (`Some(true)`), as not ready (`Some(false)`),
+    /// or not at all (`None`).
+    fn saw(&mut self, slice: &SliceKey, listed: Option<bool>, stop: Option<Stop>) {
+        if listed == Some(true) {
             // Routing (again): a stop before this does not count.
-            self.slices.insert(slice.clone(), None);
-        } else if let Some(entry @ None) = self.slices.get_mut(slice) {
-            *entry = Some(stop);
+            self.slices.insert(slice.clone(), Route::default());
+        } else if let Some(route) = self.slices.get_mut(slice) {
+            route.stopped.get_or_insert(stop);
+            if listed.is_none() {
+                route.removed.get_or_insert(stop);
+            }
         }
     }
 
-    /// The lag and its time source, once: when the deletion's start is known and every
-    /// slice that routed to the pod has stopped. Nothing for a pod that no slice
-    /// routed to, one that stopped being routed before its deletion (it was not ready),
-    /// or one with a stop nobody can time.
-    fn measure(&mut self) -> Option<(f64, TimeSource)> {
-        let start = self.deletion_start_ms?;
-        if self.measured || self.slices.is_empty() {
-            return None;
-        }
-        let stops: Option<Vec<Option<Stop>>> = self.slices.values().copied().collect();
-        let stops = stops?;
-        self.measured = true;
-        let stops: Vec<Stop> = stops.into_iter().collect::<Option<_>>()?;
-        let last = stops.iter().map(|stop| stop.at_ms).max()?;
-        if last < start {
-            return None;
-        }
-        let source = match (
-            stops.iter().all(|s| s.source == TimeSource::WatchEvent),
-            stops.iter().all(|s| s.source == TimeSource::TriggerTime),
-        ) {
-            (true, _) => TimeSource::WatchEvent,
-            (_, true) => TimeSource::TriggerTime,
-            _ => TimeSource::Mixed,
+    /// Each stage's lag and time source, once each: when the deletion's start is known
+    /// and every slice that routed to the pod has stopped (removed it). Nothing for a
+    /// pod that no slice routed to, one that stopped being routed before its deletion
+    /// (it was not ready), or one with a stop nobody can time.
+    fn measure(&mut self) -> Vec<(Stage, f64, TimeSource)> {
+        let mut found = Vec::new();
+        let Some(start) = self.deletion_start_ms else {
+            return found;
         };
-        Some(((last - start) as f64 / 1000.0, source))
+        if self.slices.is_empty() {
+            return found;
+        }
+        if !self.stopped_settled {
+            let Some(stops) = self
+                .slices
+                .values()
+                .map(|r| r.stopped)
+                .collect::<Option<_>>()
+            else {
+                return found;
+            };
+            self.stopped_settled = true;
+            if let Some((lag, source)) = lag_to_last(start, stops) {
+                self.lag_measured = true;
+                found.push((Stage::Stopped, lag, source));
+            }
+        }
+        let removals = (self.lag_measured && !self.removal_settled)
+            .then(|| {
+                self.slices
+                    .values()
+                    .map(|r| r.removed)
+                    .collect::<Option<_>>()
+            })
+            .flatten();
+        if let Some(removals) = removals {
+            self.removal_settled = true;
+            found.extend(
+                lag_to_last(start, removals).map(|(lag, source)| (Stage::Removed, lag, source)),
+            );
+        }
+        found
     }
+}
+
+/// From `start` to the last of `times`, and where the times came from; `None` if one
+/// cannot be timed or the last came before the start.
+fn lag_to_last(start: i64, times: Vec<Option<Stop>>) -> Option<(f64, TimeSource)> {
+    let stops: Vec<Stop> = times.into_iter().collect::<Option<_>>()?;
+    let last = stops.iter().map(|stop| stop.at_ms).max()?;
+    if last < start {
+        return None;
+    }
+    let source = match (
+        stops.iter().all(|s| s.source == TimeSource::WatchEvent),
+        stops.iter().all(|s| s.source == TimeSource::TriggerTime),
+    ) {
+        (true, _) => TimeSource::WatchEvent,
+        (_, true) => TimeSource::TriggerTime,
+        _ => TimeSource::Mixed,
+    };
+    Some(((last - start) as f64 / 1000.0, source))
 }
 
 #[cfg(test)]
@@ -351,7 +425,7 @@ mod tests {
                 .is_empty()
         );
         // Deleted at 1000: slice a marks it terminating at 1300, slice b removes it at 1800.
-        assert_eq!(propagation.pod("u1", &policy(), Some(1000)), None);
+        assert!(propagation.pod("u1", &policy(), Some(1000)).is_empty());
         let a = propagation.slice(&slice("a", &[("u1", false), ("u2", true)]), Some(1300));
         assert!(a.is_empty(), "slice b still routes to it");
         let b = propagation.slice(&slice("b", &[("other", true)]), Some(1800));
@@ -360,17 +434,29 @@ mod tests {
             [Measurement {
                 policy: policy(),
                 pod_uid: "u1".into(),
+                stage: Stage::Stopped,
                 lag_seconds: 0.8,
                 source: TimeSource::WatchEvent
             }]
         );
-        // Measured once: the removal from slice a and the pod's end add nothing.
+        // The lag is measured once; the removal from slice a, the last to list it, is the
+        // second stage; the pod's end adds nothing.
+        assert_eq!(
+            propagation.slice(&slice("a", &[("u2", true)]), Some(2000)),
+            [Measurement {
+                policy: policy(),
+                pod_uid: "u1".into(),
+                stage: Stage::Removed,
+                lag_seconds: 1.0,
+                source: TimeSource::WatchEvent
+            }]
+        );
+        assert!(propagation.pod_gone("u1").is_empty());
         assert!(
             propagation
-                .slice(&slice("a", &[("u2", true)]), Some(2000))
+                .slice(&slice("a", &[("u2", true)]), Some(2100))
                 .is_empty()
         );
-        assert_eq!(propagation.pod_gone("u1"), None);
         assert_eq!(propagation.len(), 1, "u1 is forgotten");
     }
 
@@ -384,8 +470,12 @@ mod tests {
                 .slice(&slice("a", &[("u1", false)]), Some(1250))
                 .is_empty()
         );
-        let found = propagation.pod("u1", &policy(), Some(1000)).unwrap();
-        assert_eq!(found.lag_seconds, 0.25);
+        let found = propagation.pod("u1", &policy(), Some(1000));
+        assert_eq!(found.len(), 1, "stopped, not removed: {found:?}");
+        assert_eq!(
+            (found[0].stage, found[0].lag_seconds),
+            (Stage::Stopped, 0.25)
+        );
     }
 
     #[test]
@@ -395,9 +485,11 @@ mod tests {
         propagation.pod("alone", &policy(), None);
         propagation.slice(&slice("a", &[("unready", true)]), Some(0));
         propagation.slice(&slice("a", &[("unready", false)]), Some(500));
-        assert_eq!(propagation.pod("unready", &policy(), Some(1000)), None);
-        assert_eq!(propagation.pod("alone", &policy(), Some(1000)), None);
-        assert_eq!(propagation.pod_gone("alone"), None);
+        assert!(propagation.pod("unready", &policy(), Some(1000)).is_empty());
+        assert!(propagation.pod("alone", &policy(), Some(1000)).is_empty());
+        assert!(propagation.pod_gone("alone").is_empty());
+        // Nor its removal.
+        assert!(propagation.slice(&slice("a", &[]), Some(2000)).is_empty());
         // Ready again, then deleted: the earlier stop does not count.
         let mut again = Propagation::default();
         again.pod("u", &policy(), None);
@@ -405,7 +497,8 @@ mod tests {
         again.slice(&slice("a", &[("u", true)]), Some(10));
         again.pod("u", &policy(), Some(1000));
         let found = again.slice(&slice("a", &[]), Some(3000));
-        assert_eq!(found[0].lag_seconds, 2.0);
+        let stages: Vec<(Stage, f64)> = found.iter().map(|m| (m.stage, m.lag_seconds)).collect();
+        assert_eq!(stages, [(Stage::Stopped, 2.0), (Stage::Removed, 2.0)]);
     }
 
     #[test]
@@ -427,6 +520,7 @@ mod tests {
             [Measurement {
                 policy: policy(),
                 pod_uid: "u1".into(),
+                stage: Stage::Stopped,
                 lag_seconds: 0.4,
                 source: TimeSource::TriggerTime
             }]
@@ -439,10 +533,11 @@ mod tests {
         propagation.pod("u1", &policy(), None);
         propagation.slice(&slice("a", &[("u1", true)]), Some(0));
         propagation.pod("u1", &policy(), Some(1000));
-        assert_eq!(propagation.pod_gone("u1"), None);
+        assert!(propagation.pod_gone("u1").is_empty());
         assert_eq!(propagation.len(), 1, "slice a still lists it");
         let found = propagation.slice_gone(&("shop".into(), "a".into()), Some(1500));
-        assert_eq!(found[0].lag_seconds, 0.5);
+        let stages: Vec<(Stage, f64)> = found.iter().map(|m| (m.stage, m.lag_seconds)).collect();
+        assert_eq!(stages, [(Stage::Stopped, 0.5), (Stage::Removed, 0.5)]);
         assert!(propagation.is_empty());
 
         propagation.pod("u2", &policy(), None);

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
     Budget, Drain, GracefulPolicyStatus, Mode, PodCounts, PropagationStats, RecentViolation,
-    ShutdownStats, TimeSource, Tuning, ViolationCounts, ViolationKind,
+    RemovalStats, ShutdownStats, TimeSource, Tuning, ViolationCounts, ViolationKind,
 };
 use crate::recommend;
 use crate::shutdown::{self, DisruptionKind, Finding};
@@ -60,6 +60,8 @@ pub struct Report {
     restored_stats: Option<ShutdownStats>,
     /// Endpoint propagation lags measured, and where their times came from.
     lags: VecDeque<(f64, TimeSource)>,
+    /// Removals measured, of the same deletions.
+    removals: VecDeque<f64>,
     /// The propagation statistics found at start, until new deletions are measured.
     restored_propagation: Option<PropagationStats>,
 }
@@ -94,6 +96,7 @@ impl Report {
             samples: VecDeque::new(),
             restored_stats: status.and_then(|s| s.shutdown.clone()),
             lags: VecDeque::new(),
+            removals: VecDeque::new(),
             restored_propagation: status.and_then(|s| s.propagation.clone()),
         }
     }
@@ -103,11 +106,25 @@ impl Report {
         push_bounded(&mut self.lags, (seconds, source), SAMPLE_LIMIT);
     }
 
+    /// One deletion's removal from its slices.
+    pub fn add_removal(&mut self, seconds: f64) {
+        push_bounded(&mut self.removals, seconds, SAMPLE_LIMIT);
+    }
+
     fn propagation(&self) -> Option<PropagationStats> {
         let seconds: Vec<f64> = self.lags.iter().map(|(s, _)| *s).collect();
         let Some(summary) = crate::stats::summary(&seconds) else {
             return self.restored_propagation.clone();
         };
+        let removals: Vec<f64> = self.removals.iter().copied().collect();
+        let removal = crate::stats::summary(&removals)
+            .map(|summary| RemovalStats {
+                observed: summary.count,
+                p50_seconds: summary.p50,
+                p95_seconds: summary.p95,
+                max_seconds: summary.max,
+            })
+            .or_else(|| self.restored_propagation.as_ref()?.removal.clone());
         let sources = |source| self.lags.iter().all(|(_, s)| *s == source);
         let time_source = match (
             sources(TimeSource::WatchEvent),
@@ -123,6 +140,7 @@ impl Report {
             p95_seconds: summary.p95,
             max_seconds: summary.max,
             time_source,
+            removal,
         })
     }
 

@@ -465,6 +465,19 @@ fn endpoint_propagation_fills_the_status_and_auto_follows_it() {
         .find(|c| c.type_ == "MeetsRecommendations")
         .unwrap();
     assert_eq!(meets.status, "True", "{meets:?}");
+
+    // The slice drops the pod 6 s after its deletion started: the second stage.
+    let removed = TrimmedSlice {
+        endpoints: Vec::new(),
+        ..slice(false)
+    };
+    let observed = index.apply_slice(&removed, &later(6000));
+    assert!(observed.propagations.is_empty(), "the lag's histogram only");
+    let found = index.statuses(&at(7));
+    let propagation = only(found.updates).status.propagation.unwrap();
+    assert_eq!((propagation.observed, propagation.p95_seconds), (1, 0.8));
+    let removal = propagation.removal.expect("the removal measured");
+    assert_eq!((removal.observed, removal.max_seconds), (1, 6.0));
 }
 
 #[test]
