@@ -115,11 +115,19 @@ struct Drain {
     /// Every slice that routed to the pod.
     slices: HashMap<SliceKey, Route>,
     gone: bool,
-    /// Every slice had stopped: the lag was measured, or could not be.
-    stopped_settled: bool,
-    /// The lag was measured; only then is the removal (of the same pods' figures).
-    lag_measured: bool,
-    removal_settled: bool,
+    progress: Progress,
+}
+
+/// How far a pod's measurement has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Progress {
+    /// Until every slice has stopped routing to it.
+    #[default]
+    AwaitingStop,
+    /// The lag was measured; the removal is measured for the same pods only.
+    AwaitingRemoval,
+    /// Both measured, or one could not be: nothing more to measure.
+    Done,
 }
 
 /// The governed pods and the slices that list them.
@@ -143,9 +151,7 @@ impl Propagation {
             deletion_start_ms: None,
             slices: HashMap::new(),
             gone: false,
-            stopped_settled: false,
-            lag_measured: false,
-            removal_settled: false,
+            progress: Progress::default(),
         });
         // The first start seen is kept: the kubelet's final removal rewrites the grace
         // period to 0 (and keeps the start, but a clock-less rewrite must not move it).
@@ -305,31 +311,22 @@ impl Drain {
         if self.slices.is_empty() {
             return found;
         }
-        if !self.stopped_settled {
-            let Some(stops) = self
-                .slices
-                .values()
-                .map(|r| r.stopped)
-                .collect::<Option<_>>()
-            else {
+        if self.progress == Progress::AwaitingStop {
+            let Some(stops) = self.slices.values().map(|r| r.stopped).collect() else {
                 return found;
             };
-            self.stopped_settled = true;
-            if let Some((lag, source)) = lag_to_last(start, stops) {
-                self.lag_measured = true;
-                found.push((Stage::Stopped, lag, source));
-            }
+            self.progress = match lag_to_last(start, stops) {
+                Some((lag, source)) => {
+                    found.push((Stage::Stopped, lag, source));
+                    Progress::AwaitingRemoval
+                }
+                None => Progress::Done,
+            };
         }
-        let removals = (self.lag_measured && !self.removal_settled)
-            .then(|| {
-                self.slices
-                    .values()
-                    .map(|r| r.removed)
-                    .collect::<Option<_>>()
-            })
-            .flatten();
-        if let Some(removals) = removals {
-            self.removal_settled = true;
+        if self.progress == Progress::AwaitingRemoval
+            && let Some(removals) = self.slices.values().map(|r| r.removed).collect()
+        {
+            self.progress = Progress::Done;
             found.extend(
                 lag_to_last(start, removals).map(|(lag, source)| (Stage::Removed, lag, source)),
             );
