@@ -6,8 +6,10 @@
 //!   graceful's own admission histogram over those admissions (p50, p99) with the
 //!   number of owners it had to read from the apiserver;
 //! - **bare pods**: CLIENTS clients (one connection each) creating PODS pods one after
-//!   another, in one namespace with the webhook and one without, rounds alternating:
-//!   pods/s and the create call's p50 and p99;
+//!   another, rounds alternating between a namespace without the webhook, one where
+//!   graceful is called but has nothing to patch (the floor of any webhook), and one
+//!   where it patches: pods/s, the create call's p50 and p99, and the CPU the apiserver,
+//!   etcd and graceful spent per pod;
 //! - **a Deployment scaled from 0 to REPLICAS**: the time until the last pod exists,
 //!   pods/s, with and without the webhook.
 //!
@@ -186,7 +188,16 @@ async fn bench(cluster: &Cluster, knobs: &Knobs) -> anyhow::Result<()> {
             rollouts(&client, &graceful, &with, knobs).await?;
         }
         if knobs.runs("bare") {
-            bare_pods(cluster, &client, &graceful, &with, &without, knobs).await?;
+            let called = labelled_namespace(cluster, &client, "called", &label).await;
+            bare_pods(
+                cluster,
+                &client,
+                &graceful,
+                [&without, &called, &with],
+                knobs,
+            )
+            .await?;
+            cluster.kubectl_ok(&["delete", "namespace", &called, "--wait=false"]);
         }
         if knobs.runs("deployment") {
             scaled_deployment(&client, &graceful, &with, &without, knobs).await?;
@@ -357,12 +368,85 @@ fn owner_fetches(graceful: &Graceful) -> f64 {
         .sum()
 }
 
-fn bare_pod(name: &str) -> anyhow::Result<Pod> {
+/// A bare pod; `policy` names the policy in its annotation, or none.
+fn bare_pod(name: &str, policy: Option<&str>) -> anyhow::Result<Pod> {
+    let annotations = match policy {
+        Some(policy) => json!({"graceful.dev/policy": policy}),
+        None => json!({}),
+    };
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "annotations": {"graceful.dev/policy": POLICY}},
+        "metadata": {"name": name, "annotations": annotations},
         "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0"}]},
     }))?)
+}
+
+/// Where bare pods are created, and so what their admission costs the apiserver.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// No webhook is registered for the namespace.
+    Without,
+    /// graceful is called and answers with no patch (no policy governs the pod): what
+    /// any webhook costs the apiserver, whatever it decides.
+    Called,
+    /// graceful is called and patches the pod.
+    Patched,
+}
+
+impl Side {
+    const ALL: [Side; 3] = [Side::Without, Side::Called, Side::Patched];
+
+    fn name(self) -> &'static str {
+        match self {
+            Side::Without => "without graceful",
+            Side::Called => "called, no patch",
+            Side::Patched => "with graceful",
+        }
+    }
+
+    fn policy(self) -> Option<&'static str> {
+        (self != Side::Called).then_some(POLICY)
+    }
+}
+
+/// CPU seconds (user + system) of a process so far; `None` once it is gone.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks / per_second as f64)
+}
+
+/// The processes whose CPU a pod's creation costs: the apiserver and etcd (from the pid
+/// files `e2e/cluster` keeps beside the kubeconfig) and graceful.
+struct Processes(Vec<(&'static str, u32)>);
+
+impl Processes {
+    fn of(cluster: &Cluster, graceful: &Graceful) -> Self {
+        let dir = cluster
+            .kubeconfig
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let mut pids: Vec<(&'static str, u32)> = ["kube-apiserver", "etcd"]
+            .into_iter()
+            .filter_map(|name| {
+                let pid = std::fs::read_to_string(dir.join(format!("{name}.pid"))).ok()?;
+                Some((name, pid.trim().parse().ok()?))
+            })
+            .collect();
+        pids.push(("graceful", graceful.pid()));
+        Self(pids)
+    }
+
+    fn cpu(&self) -> Vec<f64> {
+        self.0
+            .iter()
+            .map(|&(_, pid)| cpu_seconds(pid).unwrap_or(f64::NAN))
+            .collect()
+    }
 }
 
 struct Created {
@@ -370,11 +454,15 @@ struct Created {
     wall: Duration,
     latencies: Vec<Duration>,
     mutated: usize,
+    /// CPU seconds of each of [`Processes`] over the round.
+    cpu: Vec<f64>,
 }
 
 async fn create_bare(
     cluster: &Cluster,
+    processes: &Processes,
     namespace: &str,
+    side: Side,
     round: usize,
     knobs: &Knobs,
 ) -> anyhow::Result<Created> {
@@ -383,13 +471,14 @@ async fn create_bare(
         clients.push(Api::<Pod>::namespaced(cluster.client().await, namespace));
     }
     let per_client = knobs.pods / knobs.clients;
+    let cpu_before = processes.cpu();
     let started = Instant::now();
     let workers = clients.into_iter().enumerate().map(|(worker, pods)| {
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(per_client);
             let mut mutated = 0;
             for i in 0..per_client {
-                let pod = bare_pod(&format!("bare-{round}-{worker}-{i}"))?;
+                let pod = bare_pod(&format!("bare-{round}-{worker}-{i}"), side.policy())?;
                 let called = Instant::now();
                 let created = pods.create(&PostParams::default(), &pod).await?;
                 latencies.push(called.elapsed());
@@ -403,6 +492,7 @@ async fn create_bare(
         wall: Duration::ZERO,
         latencies: Vec::new(),
         mutated: 0,
+        cpu: Vec::new(),
     };
     for worker in futures::future::join_all(workers).await {
         let (latencies, mutated) = worker??;
@@ -411,26 +501,32 @@ async fn create_bare(
         created.mutated += mutated;
     }
     created.wall = started.elapsed();
+    created.cpu = (processes.cpu().iter().zip(cpu_before))
+        .map(|(after, before)| after - before)
+        .collect();
     created.latencies.sort();
     Ok(created)
 }
 
+/// Bare pods created round after round on each [`Side`]: pods/s, the create call's
+/// latency and the CPU each process spent per pod, side by side.
 async fn bare_pods(
     cluster: &Cluster,
     client: &Client,
     graceful: &Graceful,
-    with: &str,
-    without: &str,
+    namespaces: [&str; 3],
     knobs: &Knobs,
 ) -> anyhow::Result<()> {
-    let mut results: [Vec<Created>; 2] = [Vec::new(), Vec::new()];
+    let processes = Processes::of(cluster, graceful);
+    let mut results: [Vec<Created>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let load_before = loadavg();
     let before = Histogram::of(&graceful.metrics());
     for round in 0..knobs.rounds {
-        for (side, namespace) in [(0, without), (1, with)] {
-            let created = create_bare(cluster, namespace, round, knobs).await?;
+        for (index, side) in Side::ALL.into_iter().enumerate() {
+            let namespace = namespaces[index];
+            let created = create_bare(cluster, &processes, namespace, side, round, knobs).await?;
             clear(client, namespace).await;
-            results[side].push(created);
+            results[index].push(created);
         }
     }
     let admissions = Histogram::of(&graceful.metrics()).since(&before);
@@ -442,10 +538,10 @@ async fn bare_pods(
         load_before,
         loadavg()
     );
-    let mut rates = [0.0; 2];
-    let mut p99s = [Duration::ZERO; 2];
-    for (side, name) in [(0, "without graceful"), (1, "with graceful")] {
-        let runs = &results[side];
+    let mut rates = [0.0; 3];
+    let mut p99s = [Duration::ZERO; 3];
+    for (index, side) in Side::ALL.into_iter().enumerate() {
+        let runs = &results[index];
         let pods: usize = runs.iter().map(|r| r.pods).sum();
         let wall: Duration = runs.iter().map(|r| r.wall).sum();
         let mut latencies: Vec<Duration> = runs
@@ -454,30 +550,47 @@ async fn bare_pods(
             .collect();
         latencies.sort();
         let mutated: usize = runs.iter().map(|r| r.mutated).sum();
-        rates[side] = pods as f64 / wall.as_secs_f64();
-        p99s[side] = quantile(&latencies, 0.99);
+        rates[index] = pods as f64 / wall.as_secs_f64();
+        p99s[index] = quantile(&latencies, 0.99);
+        let cpu = processes
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let seconds: f64 = runs.iter().map(|r| r.cpu[i]).sum();
+                format!("{name} {:.2}", seconds * 1e3 / pods.max(1) as f64)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
-            "    {name:<17} {:>7.0} pods/s  create p50 {}  p99 {}  (per round: {}; {mutated} mutated)",
-            rates[side],
+            "    {:<17} {:>7.0} pods/s  create p50 {}  p99 {}  (per round: {}; {mutated} mutated)",
+            side.name(),
+            rates[index],
             ms(quantile(&latencies, 0.50)),
-            ms(p99s[side]),
+            ms(p99s[index]),
             runs.iter()
                 .map(|r| format!("{:.0}/s", r.pods as f64 / r.wall.as_secs_f64()))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if side == 1 {
-            ensure!(
-                mutated == pods,
-                "{} of {pods} pods not mutated",
-                pods - mutated
-            );
-        }
+        println!("      CPU ms per pod: {cpu}");
+        let expected = if side == Side::Patched { pods } else { 0 };
+        ensure!(
+            mutated == expected,
+            "{}: {mutated} of {pods} pods mutated, expected {expected}",
+            side.name()
+        );
+    }
+    for (index, side) in [(1, Side::Called), (2, Side::Patched)] {
+        println!(
+            "    {}: ratio {:.3}, p99 difference {:+.2} ms",
+            side.name(),
+            rates[index] / rates[0],
+            (p99s[index].as_secs_f64() - p99s[0].as_secs_f64()) * 1e3,
+        );
     }
     println!(
-        "    ratio {:.3}, p99 difference {:+.2} ms; graceful's admissions p50 ≤ {}, p99 ≤ {}",
-        rates[1] / rates[0],
-        (p99s[1].as_secs_f64() - p99s[0].as_secs_f64()) * 1e3,
+        "    graceful's admissions p50 ≤ {}, p99 ≤ {}",
         seconds(admissions.quantile(0.5)),
         seconds(admissions.quantile(0.99)),
     );

@@ -6,7 +6,7 @@
 
 use json_patch::jsonptr::Pointer;
 
-use crate::api::{Jobs, Mode, POLICY_KEY};
+use crate::api::{Jobs, MIRROR_ANNOTATION, Mode, POLICY_KEY};
 use crate::kinds::Kind;
 use crate::mutate::{Backend, Capabilities, Governing, Mutation, PodView, mutate};
 use crate::resolve::{Owner, Reason, Resolution, Source, Subject, Ungoverned, resolve};
@@ -45,6 +45,14 @@ pub enum Verdict {
 }
 
 pub fn govern(pod: Pod<'_>, policies: &NamespacePolicies, caps: Capabilities) -> Verdict {
+    // Decided here rather than by a matchCondition of the webhook configuration: CEL
+    // there converts every pod to evaluate it, on each admission round (BENCHMARKS.md).
+    if pod.view.annotation(MIRROR_ANNOTATION).is_some() {
+        return Verdict::NotGoverned {
+            why: Ungoverned::MirrorPod,
+            warnings: Vec::new(),
+        };
+    }
     let subject = Subject {
         source: pod.source,
         labels: pod.view.labels(),

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::core::{ParseExpressionError, Selector, SelectorExt};
 
-use crate::api::{GracefulPolicy, OPT_OUT, POLICY_KEY};
+use crate::api::{GracefulPolicy, MIRROR_ANNOTATION, OPT_OUT, POLICY_KEY};
 
 /// A policy as resolution sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +85,8 @@ pub enum Ungoverned {
     UnknownPolicy { name: String, on: Source },
     /// The policy's selector matches a pod of a Job, and the policy skips Jobs.
     Job { job: Source, policy: String },
+    /// The kubelet's mirror of a static pod: its spec comes from a file on the node.
+    MirrorPod,
 }
 
 impl Resolution<'_> {
@@ -119,6 +121,10 @@ impl std::fmt::Display for Ungoverned {
             Ungoverned::Job { job, policy } => write!(
                 f,
                 "it belongs to {job}, and GracefulPolicy {policy:?} skips Jobs (jobs: Skip; annotate the Job with {POLICY_KEY}, or set jobs: Include)"
+            ),
+            Ungoverned::MirrorPod => write!(
+                f,
+                "it is the mirror of a static pod ({MIRROR_ANNOTATION}): the kubelet runs it from a file on the node, which a change here would not reach"
             ),
         }
     }

@@ -458,14 +458,16 @@ fn invalid_policies_are_rejected_as_the_apiserver_rejects_them() {
     }
 }
 
-/// The preview says when the default install would never send a pod to the webhook.
+/// The preview says when the default install would never send a pod to the webhook, and
+/// leaves the mirror of a static pod alone as the webhook does.
 #[test]
 fn pods_the_installed_webhook_skips_are_named() {
     let dir = tempdir();
-    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: dns, namespace: kube-system, annotations: {graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: mirror, namespace: shop, annotations: {kubernetes.io/config.mirror: abc, graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n";
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: dns, namespace: kube-system, annotations: {graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: mirror, namespace: shop, annotations: {kubernetes.io/config.mirror: abc, graceful.dev/policy: web}}\nspec: {containers: [{name: app}]}\n---\napiVersion: graceful.dev/v1alpha1\nkind: GracefulPolicy\nmetadata: {name: web, namespace: shop}\nspec: {drain: {preStopSleepSeconds: 5}}\n";
     std::fs::write(dir.join("skipped.yaml"), pod).unwrap();
     let output = graceful(&dir, &["mutate", "-f", "skipped.yaml"]);
     assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), pod, "nothing is changed");
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains(
@@ -474,7 +476,7 @@ fn pods_the_installed_webhook_skips_are_named() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("graceful: Pod/mirror: the installed webhook skips this pod (matchCondition not-a-mirror-pod"),
+        stderr.contains("graceful: Pod/mirror: not governed: it is the mirror of a static pod (kubernetes.io/config.mirror)"),
         "{stderr}"
     );
 }

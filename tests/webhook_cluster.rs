@@ -162,6 +162,15 @@ async fn pods_are_patched_through_the_apiserver_and_created_without_graceful() {
         assert_governed(&pod, true);
     }
 
+    // The mirror of a static pod is never changed, whatever it names: graceful decides
+    // that itself, with no matchCondition in the webhook configuration.
+    let mut mirror = governed_pod("mirror", "web");
+    let annotations = mirror.metadata.annotations.get_or_insert_default();
+    annotations.insert("kubernetes.io/config.mirror".into(), "abc".into());
+    mirror.spec.as_mut().unwrap().node_name = Some("a-node".into());
+    let mirror = pods.create(&PostParams::default(), &mirror).await.unwrap();
+    assert_untouched(&mirror);
+
     // A policy never governs pods of another namespace.
     let elsewhere = Api::<Pod>::namespaced(client.clone(), &other)
         .create(&PostParams::default(), &governed_pod("elsewhere", "web"))

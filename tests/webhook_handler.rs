@@ -217,6 +217,18 @@ async fn enforce_patches_through_the_deployment_annotation() {
     }
 }
 
+/// What the installed webhook once skipped with matchConditions, graceful skips itself.
+#[tokio::test]
+async fn opted_out_and_mirror_pods_are_left_alone_without_a_warning() {
+    let mut mirror = pod_with_policy("web");
+    mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"] = json!("abc");
+    for pod in [pod_with_policy("false"), mirror] {
+        let response = answer(app(), fixtures::review("CREATE", false, &pod)).await;
+        assert_eq!(patch_of(&response), None, "{pod}");
+        assert!(warnings(&response).is_empty(), "{response}");
+    }
+}
+
 #[tokio::test]
 async fn a_dry_run_is_answered_like_any_other() {
     let pod = pod_with_policy("web");

@@ -25,6 +25,9 @@ pub const POLICY_KEY: &str = "graceful.dev/policy";
 /// The value of [`POLICY_KEY`] that opts a workload out of every policy.
 pub const OPT_OUT: &str = "false";
 
+/// The annotation the kubelet puts on the mirror of a static pod.
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
 /// Annotation graceful writes on a mutated pod: what it changed, from what, under which
 /// drain settings (a JSON [`crate::mutate::ChangeRecord`]).
 pub const APPLIED_ANNOTATION: &str = "graceful.dev/applied";

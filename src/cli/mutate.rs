@@ -111,7 +111,7 @@ pub fn render(
             .with_context(|| file.display().to_string())?;
         let Some(workload) = found else { continue };
         let say = |line: &dyn std::fmt::Display| eprintln!("graceful: {}: {line}", workload.source);
-        if let Some(skip) = install::skipped(&workload.namespace, &workload.pod) {
+        if let Some(skip) = install::skipped(&workload.namespace) {
             say(&skip);
         }
         let root = object.at.concat(&workload.root);
