@@ -171,10 +171,7 @@ mod tests {
 
     fn announcement() -> Announcement {
         Announcement {
-            policy: PolicyRef {
-                namespace: "shop".into(),
-                name: "web".into(),
-            },
+            policy: PolicyRef::new("shop", "web"),
             policy_uid: None,
             pod_uid: "u1".into(),
             violation: RecentViolation {

@@ -13,6 +13,7 @@ use kube::ResourceExt;
 use super::propagation::{Measurement, Propagation, SliceKey, Stage, TrimmedSlice};
 use super::report::{MEETS_RECOMMENDATIONS, PolicyFacts, Report};
 use super::tracker::{ObservedPod, PolicyRef, Tracker};
+use super::uid::Uid;
 use crate::api::{
     AutoValue, Budget, GracefulPolicy, GracefulPolicyStatus, PodCounts, RecentViolation,
 };
@@ -86,10 +87,7 @@ pub struct Statuses {
 }
 
 pub fn policy_ref(policy: &GracefulPolicy) -> PolicyRef {
-    PolicyRef {
-        namespace: policy.namespace().unwrap_or_default(),
-        name: policy.name_any(),
-    }
+    PolicyRef::new(policy.namespace().unwrap_or_default(), policy.name_any())
 }
 
 #[derive(Debug)]
@@ -99,7 +97,7 @@ pub struct Index {
     tracker: Tracker,
     propagation: Propagation,
     reports: HashMap<PolicyRef, Report>,
-    members: HashMap<String, Member>,
+    members: HashMap<Uid, Member>,
     /// Policies whose status may need a write.
     dirty: HashSet<PolicyRef>,
 }
@@ -168,11 +166,11 @@ impl Index {
             observed.append(self.observe(pod, false, now));
         }
         self.tracker.end_relist();
-        let listed: HashSet<&str> = pods.iter().map(|pod| pod.uid.as_str()).collect();
+        let listed: HashSet<&Uid> = pods.iter().map(|pod| &pod.uid).collect();
         self.propagation.retain_pods(&listed);
         let dirty = &mut self.dirty;
         self.members.retain(|uid, member| {
-            let kept = listed.contains(uid.as_str());
+            let kept = listed.contains(uid);
             if !kept {
                 dirty.insert(member.policy.clone());
             }
@@ -302,9 +300,18 @@ impl Index {
             .or_insert_with(|| Report::restore(status, window_seconds))
     }
 
+    /// The copy of `policy` the index keeps: each pod arrives with a copy of its own,
+    /// and what is kept of every pod of one policy shares one.
+    fn intern(&self, policy: &PolicyRef) -> PolicyRef {
+        let kept = (self.policies.get_key_value(policy).map(|(kept, _)| kept))
+            .or_else(|| self.reports.get_key_value(policy).map(|(kept, _)| kept));
+        kept.unwrap_or(policy).clone()
+    }
+
     fn observe(&mut self, pod: &ObservedPod, gone: bool, now: &Time) -> Observed {
+        let policy = self.intern(&pod.policy);
         let started = pod.deletion.as_ref().map(|d| d.started_ms());
-        let mut measured = self.propagation.pod(&pod.uid, &pod.policy, started);
+        let mut measured = self.propagation.pod(&pod.uid, &policy, started);
         if gone {
             measured.extend(self.propagation.pod_gone(&pod.uid));
         }
@@ -312,7 +319,7 @@ impl Index {
         let budget = self.budget_of(pod);
         let findings = self.tracker.observe(pod, budget, gone);
         let member = Member {
-            policy: pod.policy.clone(),
+            policy,
             mutated: pod.mutated,
             grace_period_seconds: pod.grace_period_seconds,
         };
@@ -344,7 +351,7 @@ impl Index {
                 observed.announcements.push(Announcement {
                     policy: pod.policy.clone(),
                     policy_uid: policy_uid.clone(),
-                    pod_uid: pod.uid.clone(),
+                    pod_uid: pod.uid.to_string(),
                     violation,
                 });
             }

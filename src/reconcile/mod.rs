@@ -14,6 +14,7 @@ mod index;
 mod propagation;
 mod report;
 mod tracker;
+mod uid;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};

@@ -17,11 +17,13 @@
 //! no such moment; the slice's `endpoints.kubernetes.io/last-change-trigger-time` is
 //! used instead where present (`TriggerTime`), and the pod is not measured otherwise.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::tracker::PolicyRef;
+use super::uid::Uid;
 use crate::api::TimeSource;
 
 /// The label the EndpointSlice controller puts on the slices of a Service.
@@ -39,7 +41,7 @@ pub struct TrimmedSlice {
     pub key: SliceKey,
     pub trigger_time_ms: Option<i64>,
     /// By pod uid (`targetRef`), whether the endpoint is ready.
-    pub endpoints: Vec<(String, bool)>,
+    pub endpoints: Vec<(Uid, bool)>,
 }
 
 impl TrimmedSlice {
@@ -62,7 +64,7 @@ impl TrimmedSlice {
                 }
                 // An absent `ready` is ready (the API's own rule).
                 let ready = endpoint.conditions.as_ref().and_then(|c| c.ready) != Some(false);
-                Some((target.uid.clone()?, ready))
+                Some((Uid::new(target.uid.as_deref()?), ready))
             })
             .collect();
         Some(Self {
@@ -87,7 +89,7 @@ pub enum Stage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
     pub policy: PolicyRef,
-    pub pod_uid: String,
+    pub pod_uid: Uid,
     pub stage: Stage,
     pub lag_seconds: f64,
     pub source: TimeSource,
@@ -112,8 +114,9 @@ struct Route {
 struct Drain {
     policy: PolicyRef,
     deletion_start_ms: Option<i64>,
-    /// Every slice that routed to the pod.
-    slices: HashMap<SliceKey, Route>,
+    /// Every slice that routed to the pod: a list, as a pod is in one slice of each of
+    /// its Services, and the key shared with [`Propagation::slices`].
+    slices: Vec<(Arc<SliceKey>, Route)>,
     gone: bool,
     progress: Progress,
 }
@@ -133,23 +136,23 @@ enum Progress {
 /// The governed pods and the slices that list them.
 #[derive(Debug, Default)]
 pub struct Propagation {
-    pods: HashMap<String, Drain>,
+    pods: HashMap<Uid, Drain>,
     /// Of each slice, the governed pods it listed last, and whether it routed to each.
-    slices: HashMap<SliceKey, HashMap<String, bool>>,
+    slices: HashMap<Arc<SliceKey>, HashMap<Uid, bool>>,
 }
 
 impl Propagation {
     /// A governed pod as it is now; `deletion_start_ms` once it is being deleted.
     pub fn pod(
         &mut self,
-        uid: &str,
+        uid: &Uid,
         policy: &PolicyRef,
         deletion_start_ms: Option<i64>,
     ) -> Vec<Measurement> {
-        let drain = self.pods.entry(uid.to_owned()).or_insert_with(|| Drain {
+        let drain = self.pods.entry(uid.clone()).or_insert_with(|| Drain {
             policy: policy.clone(),
             deletion_start_ms: None,
-            slices: HashMap::new(),
+            slices: Vec::new(),
             gone: false,
             progress: Progress::default(),
         });
@@ -160,7 +163,7 @@ impl Propagation {
     }
 
     /// A governed pod is gone. What its slices still say is waited for.
-    pub fn pod_gone(&mut self, uid: &str) -> Vec<Measurement> {
+    pub fn pod_gone(&mut self, uid: &Uid) -> Vec<Measurement> {
         let Some(drain) = self.pods.get_mut(uid) else {
             return Vec::new();
         };
@@ -172,28 +175,31 @@ impl Propagation {
     /// a (re)list.
     pub fn slice(&mut self, slice: &TrimmedSlice, arrived_ms: Option<i64>) -> Vec<Measurement> {
         let stop = stop_time(arrived_ms, slice.trigger_time_ms);
-        let listed: HashMap<String, bool> = slice
+        let listed: HashMap<Uid, bool> = slice
             .endpoints
             .iter()
             .filter(|(uid, _)| self.pods.contains_key(uid))
             .cloned()
             .collect();
-        let before = self.slices.remove(&slice.key).unwrap_or_default();
-        let mut touched: Vec<String> = Vec::new();
+        let (key, before) = self
+            .slices
+            .remove_entry(&slice.key)
+            .unwrap_or_else(|| (Arc::new(slice.key.clone()), HashMap::new()));
+        let mut touched: Vec<Uid> = Vec::new();
         for (uid, ready) in &listed {
             if let Some(drain) = self.pods.get_mut(uid) {
-                drain.saw(&slice.key, Some(*ready), stop);
+                drain.saw(&key, Some(*ready), stop);
                 touched.push(uid.clone());
             }
         }
         for uid in before.keys().filter(|uid| !listed.contains_key(*uid)) {
             if let Some(drain) = self.pods.get_mut(uid) {
-                drain.saw(&slice.key, None, stop);
+                drain.saw(&key, None, stop);
                 touched.push(uid.clone());
             }
         }
         if !listed.is_empty() {
-            self.slices.insert(slice.key.clone(), listed);
+            self.slices.insert(key, listed);
         }
         touched.iter().flat_map(|uid| self.settle(uid)).collect()
     }
@@ -210,10 +216,10 @@ impl Propagation {
 
     /// Every slice there is, after a (re)list: the ones not listed are gone.
     pub fn relist_slices(&mut self, slices: &[TrimmedSlice]) -> Vec<Measurement> {
-        let listed: std::collections::HashSet<&SliceKey> = slices.iter().map(|s| &s.key).collect();
+        let listed: HashSet<&SliceKey> = slices.iter().map(|s| &s.key).collect();
         let gone: Vec<SliceKey> = (self.slices.keys())
-            .filter(|key| !listed.contains(key))
-            .cloned()
+            .filter(|key| !listed.contains(&***key))
+            .map(|key| SliceKey::clone(key))
             .collect();
         let mut found: Vec<Measurement> = gone
             .iter()
@@ -226,10 +232,10 @@ impl Propagation {
     }
 
     /// Every governed pod there is, after a (re)list of pods: the others are forgotten.
-    pub fn retain_pods(&mut self, listed: &std::collections::HashSet<&str>) {
-        self.pods.retain(|uid, _| listed.contains(uid.as_str()));
+    pub fn retain_pods(&mut self, listed: &HashSet<&Uid>) {
+        self.pods.retain(|uid, _| listed.contains(uid));
         for pods in self.slices.values_mut() {
-            pods.retain(|uid, _| listed.contains(uid.as_str()));
+            pods.retain(|uid, _| listed.contains(uid));
         }
         self.slices.retain(|_, pods| !pods.is_empty());
     }
@@ -247,14 +253,14 @@ impl Propagation {
 
     /// Measures the pod once every slice that routed to it has stopped, and again once
     /// every one has removed it; forgets it once it is gone and no slice lists it.
-    fn settle(&mut self, uid: &str) -> Vec<Measurement> {
+    fn settle(&mut self, uid: &Uid) -> Vec<Measurement> {
         let Some(drain) = self.pods.get_mut(uid) else {
             return Vec::new();
         };
         let found = (drain.measure().into_iter())
             .map(|(stage, lag_seconds, source)| Measurement {
                 policy: drain.policy.clone(),
-                pod_uid: uid.to_owned(),
+                pod_uid: uid.clone(),
                 stage,
                 lag_seconds,
                 source,
@@ -287,11 +293,19 @@ fn stop_time(arrived_ms: Option<i64>, trigger_time_ms: Option<i64>) -> Option<St
 impl Drain {
     /// `slice` lists the pod as `ready` (`Some(true)`), as not ready (`Some(false)`),
     /// or not at all (`None`).
-    fn saw(&mut self, slice: &SliceKey, listed: Option<bool>, stop: Option<Stop>) {
+    fn saw(&mut self, slice: &Arc<SliceKey>, listed: Option<bool>, stop: Option<Stop>) {
+        let route = self.slices.iter_mut().find(|(key, _)| key == slice);
         if listed == Some(true) {
             // Routing (again): a stop before this does not count.
-            self.slices.insert(slice.clone(), Route::default());
-        } else if let Some(route) = self.slices.get_mut(slice) {
+            match route {
+                Some((_, route)) => *route = Route::default(),
+                None => {
+                    // One at a time: a first push would make room for four.
+                    self.slices.reserve_exact(1);
+                    self.slices.push((slice.clone(), Route::default()));
+                }
+            }
+        } else if let Some((_, route)) = route {
             route.stopped.get_or_insert(stop);
             if listed.is_none() {
                 route.removed.get_or_insert(stop);
@@ -312,7 +326,7 @@ impl Drain {
             return found;
         }
         if self.progress == Progress::AwaitingStop {
-            let Some(stops) = self.slices.values().map(|r| r.stopped).collect() else {
+            let Some(stops) = self.slices.iter().map(|(_, r)| r.stopped).collect() else {
                 return found;
             };
             self.progress = match lag_to_last(start, stops) {
@@ -324,7 +338,7 @@ impl Drain {
             };
         }
         if self.progress == Progress::AwaitingRemoval
-            && let Some(removals) = self.slices.values().map(|r| r.removed).collect()
+            && let Some(removals) = self.slices.iter().map(|(_, r)| r.removed).collect()
         {
             self.progress = Progress::Done;
             found.extend(
@@ -361,10 +375,7 @@ mod tests {
     use super::*;
 
     fn policy() -> PolicyRef {
-        PolicyRef {
-            namespace: "shop".into(),
-            name: "web".into(),
-        }
+        PolicyRef::new("shop", "web")
     }
 
     fn slice(name: &str, endpoints: &[(&str, bool)]) -> TrimmedSlice {
@@ -373,7 +384,7 @@ mod tests {
             trigger_time_ms: None,
             endpoints: endpoints
                 .iter()
-                .map(|(uid, ready)| ((*uid).to_owned(), *ready))
+                .map(|(uid, ready)| (Uid::new(uid), *ready))
                 .collect(),
         }
     }
@@ -399,9 +410,9 @@ mod tests {
         assert_eq!(
             trimmed.endpoints,
             [
-                ("u-a".to_owned(), true),
-                ("u-b".to_owned(), false),
-                ("u-c".to_owned(), true)
+                ("u-a".into(), true),
+                ("u-b".into(), false),
+                ("u-c".into(), true)
             ]
         );
     }
@@ -409,8 +420,8 @@ mod tests {
     #[test]
     fn the_lag_runs_to_the_last_slice_that_stopped_routing() {
         let mut propagation = Propagation::default();
-        propagation.pod("u1", &policy(), None);
-        propagation.pod("u2", &policy(), None);
+        propagation.pod(&"u1".into(), &policy(), None);
+        propagation.pod(&"u2".into(), &policy(), None);
         assert!(
             propagation
                 .slice(&slice("a", &[("u1", true), ("u2", true)]), Some(100))
@@ -422,7 +433,11 @@ mod tests {
                 .is_empty()
         );
         // Deleted at 1000: slice a marks it terminating at 1300, slice b removes it at 1800.
-        assert!(propagation.pod("u1", &policy(), Some(1000)).is_empty());
+        assert!(
+            propagation
+                .pod(&"u1".into(), &policy(), Some(1000))
+                .is_empty()
+        );
         let a = propagation.slice(&slice("a", &[("u1", false), ("u2", true)]), Some(1300));
         assert!(a.is_empty(), "slice b still routes to it");
         let b = propagation.slice(&slice("b", &[("other", true)]), Some(1800));
@@ -448,7 +463,7 @@ mod tests {
                 source: TimeSource::WatchEvent
             }]
         );
-        assert!(propagation.pod_gone("u1").is_empty());
+        assert!(propagation.pod_gone(&"u1".into()).is_empty());
         assert!(
             propagation
                 .slice(&slice("a", &[("u2", true)]), Some(2100))
@@ -460,14 +475,14 @@ mod tests {
     #[test]
     fn slices_may_stop_before_the_pod_watch_shows_the_deletion() {
         let mut propagation = Propagation::default();
-        propagation.pod("u1", &policy(), None);
+        propagation.pod(&"u1".into(), &policy(), None);
         propagation.slice(&slice("a", &[("u1", true)]), Some(0));
         assert!(
             propagation
                 .slice(&slice("a", &[("u1", false)]), Some(1250))
                 .is_empty()
         );
-        let found = propagation.pod("u1", &policy(), Some(1000));
+        let found = propagation.pod(&"u1".into(), &policy(), Some(1000));
         assert_eq!(found.len(), 1, "stopped, not removed: {found:?}");
         assert_eq!(
             (found[0].stage, found[0].lag_seconds),
@@ -478,21 +493,29 @@ mod tests {
     #[test]
     fn a_pod_that_was_not_ready_or_not_routed_is_not_measured() {
         let mut propagation = Propagation::default();
-        propagation.pod("unready", &policy(), None);
-        propagation.pod("alone", &policy(), None);
+        propagation.pod(&"unready".into(), &policy(), None);
+        propagation.pod(&"alone".into(), &policy(), None);
         propagation.slice(&slice("a", &[("unready", true)]), Some(0));
         propagation.slice(&slice("a", &[("unready", false)]), Some(500));
-        assert!(propagation.pod("unready", &policy(), Some(1000)).is_empty());
-        assert!(propagation.pod("alone", &policy(), Some(1000)).is_empty());
-        assert!(propagation.pod_gone("alone").is_empty());
+        assert!(
+            propagation
+                .pod(&"unready".into(), &policy(), Some(1000))
+                .is_empty()
+        );
+        assert!(
+            propagation
+                .pod(&"alone".into(), &policy(), Some(1000))
+                .is_empty()
+        );
+        assert!(propagation.pod_gone(&"alone".into()).is_empty());
         // Nor its removal.
         assert!(propagation.slice(&slice("a", &[]), Some(2000)).is_empty());
         // Ready again, then deleted: the earlier stop does not count.
         let mut again = Propagation::default();
-        again.pod("u", &policy(), None);
+        again.pod(&"u".into(), &policy(), None);
         again.slice(&slice("a", &[("u", false)]), Some(0));
         again.slice(&slice("a", &[("u", true)]), Some(10));
-        again.pod("u", &policy(), Some(1000));
+        again.pod(&"u".into(), &policy(), Some(1000));
         let found = again.slice(&slice("a", &[]), Some(3000));
         let stages: Vec<(Stage, f64)> = found.iter().map(|m| (m.stage, m.lag_seconds)).collect();
         assert_eq!(stages, [(Stage::Stopped, 2.0), (Stage::Removed, 2.0)]);
@@ -502,12 +525,12 @@ mod tests {
     fn a_relist_times_changes_by_the_trigger_time_or_not_at_all() {
         let mut propagation = Propagation::default();
         for uid in ["u1", "u2"] {
-            propagation.pod(uid, &policy(), None);
+            propagation.pod(&Uid::new(uid), &policy(), None);
         }
         propagation.slice(&slice("a", &[("u1", true)]), Some(0));
         propagation.slice(&slice("b", &[("u2", true)]), Some(0));
-        propagation.pod("u1", &policy(), Some(1000));
-        propagation.pod("u2", &policy(), Some(1000));
+        propagation.pod(&"u1".into(), &policy(), Some(1000));
+        propagation.pod(&"u2".into(), &policy(), Some(1000));
         let mut timed = slice("a", &[("u1", false)]);
         timed.trigger_time_ms = Some(1400);
         // Slice b is gone from the list, with no time to tell when.
@@ -527,17 +550,17 @@ mod tests {
     #[test]
     fn a_gone_pod_waits_for_its_slices_and_pods_not_relisted_are_forgotten() {
         let mut propagation = Propagation::default();
-        propagation.pod("u1", &policy(), None);
+        propagation.pod(&"u1".into(), &policy(), None);
         propagation.slice(&slice("a", &[("u1", true)]), Some(0));
-        propagation.pod("u1", &policy(), Some(1000));
-        assert!(propagation.pod_gone("u1").is_empty());
+        propagation.pod(&"u1".into(), &policy(), Some(1000));
+        assert!(propagation.pod_gone(&"u1".into()).is_empty());
         assert_eq!(propagation.len(), 1, "slice a still lists it");
         let found = propagation.slice_gone(&("shop".into(), "a".into()), Some(1500));
         let stages: Vec<(Stage, f64)> = found.iter().map(|m| (m.stage, m.lag_seconds)).collect();
         assert_eq!(stages, [(Stage::Stopped, 0.5), (Stage::Removed, 0.5)]);
         assert!(propagation.is_empty());
 
-        propagation.pod("u2", &policy(), None);
+        propagation.pod(&"u2".into(), &policy(), None);
         propagation.slice(&slice("a", &[("u2", true)]), Some(0));
         propagation.retain_pods(&std::collections::HashSet::new());
         assert!(propagation.is_empty());

@@ -18,10 +18,7 @@ fn pod(containers: Vec<ContainerStatus>) -> ObservedPod {
     ObservedPod {
         uid: "uid-1".into(),
         name: "web-1".into(),
-        policy: PolicyRef {
-            namespace: "shop".into(),
-            name: "web".into(),
-        },
+        policy: PolicyRef::new("shop", "web"),
         budget: None,
         mutated: true,
         grace_period_seconds: 35,
@@ -66,6 +63,10 @@ fn a_pod_is_read_from_its_label_record_and_deletion() {
     assert!(observed.mutated);
     assert_eq!(observed.deletion.unwrap().grace_period_seconds, 35);
     assert_eq!(observed.containers[0].restart_count, 2);
+    assert_eq!(
+        observed.containers[0].image, "",
+        "kept: what the tracker reads, no more"
+    );
 
     let unlabelled: Pod = serde_json::from_value(
         json!({"metadata": {"name": "x", "namespace": "shop", "uid": "u2"}}),

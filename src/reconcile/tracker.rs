@@ -1,7 +1,9 @@
 //! What the reconciler remembers of each governed pod between two observations, so
 //! that every shutdown, OOM kill and restart is found exactly once. Pure.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
@@ -9,11 +11,34 @@ use crate::api::{APPLIED_ANNOTATION, Budget, POLICY_KEY};
 use crate::mutate::{ChangeRecord, DEFAULT_GRACE_PERIOD_SECONDS};
 use crate::shutdown::{self, Deletion, Disruption, Finding};
 
-/// A policy, by namespace and name.
+use super::uid::Uid;
+
+/// A policy, by namespace and name: one pointer, as every governed pod the reconciler
+/// keeps names its policy, and they share one copy (see `Index::intern`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PolicyRef {
+pub struct PolicyRef(Arc<PolicyName>);
+
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyName {
     pub namespace: String,
     pub name: String,
+}
+
+impl PolicyRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self(Arc::new(PolicyName {
+            namespace: namespace.into(),
+            name: name.into(),
+        }))
+    }
+}
+
+impl Deref for PolicyRef {
+    type Target = PolicyName;
+
+    fn deref(&self) -> &PolicyName {
+        &self.0
+    }
 }
 
 impl std::fmt::Display for PolicyRef {
@@ -26,7 +51,7 @@ impl std::fmt::Display for PolicyRef {
 /// dropped as soon as it arrives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedPod {
-    pub uid: String,
+    pub uid: Uid,
     pub name: String,
     pub policy: PolicyRef,
     /// The drain the pod was admitted under, from its record; `None` when the record is
@@ -59,10 +84,10 @@ impl ObservedPod {
             .as_ref()
             .and_then(|a| a.get(APPLIED_ANNOTATION))
             .and_then(|text| serde_json::from_str::<ChangeRecord>(text).ok());
-        let policy = PolicyRef {
-            namespace: meta.namespace.clone()?,
-            name: meta.labels.as_ref()?.get(POLICY_KEY)?.clone(),
-        };
+        let policy = PolicyRef::new(
+            meta.namespace.clone()?,
+            meta.labels.as_ref()?.get(POLICY_KEY)?.clone(),
+        );
         let spec = pod.spec.as_ref();
         let grace_period_seconds = spec
             .and_then(|s| s.termination_grace_period_seconds)
@@ -84,7 +109,7 @@ impl ObservedPod {
             .collect();
         let status = pod.status.as_ref();
         Some(Self {
-            uid: meta.uid.clone()?,
+            uid: Uid::new(meta.uid.as_deref()?),
             name: meta.name.clone().unwrap_or_default(),
             budget: record.as_ref().map(|r| r.budget),
             mutated: record.as_ref().is_some_and(|r| !r.changes.is_empty()),
@@ -95,17 +120,31 @@ impl ObservedPod {
             grace_period_seconds,
             deletion,
             disruption: status.and_then(shutdown::disruption),
+            // Collected from the list itself, whose exact length sizes the vector.
             containers: status
-                .and_then(|s| s.container_statuses.clone())
+                .and_then(|s| s.container_statuses.as_ref())
+                .map(|statuses| statuses.iter().map(trimmed).collect())
                 .unwrap_or_default(),
             sidecars: status
                 .and_then(|s| s.init_container_statuses.as_ref())
                 .into_iter()
                 .flatten()
                 .filter(|c| sidecar_names.contains(&c.name.as_str()))
-                .cloned()
+                .map(trimmed)
                 .collect(),
         })
+    }
+}
+
+/// What the tracker reads of a container's status (see [`shutdown`]): a relist holds
+/// every governed pod's at once, and the image, ids and resources are most of it.
+fn trimmed(status: &ContainerStatus) -> ContainerStatus {
+    ContainerStatus {
+        name: status.name.clone(),
+        restart_count: status.restart_count,
+        state: status.state.clone(),
+        last_state: status.last_state.clone(),
+        ..ContainerStatus::default()
     }
 }
 
@@ -114,18 +153,50 @@ fn is_sidecar(container: &Container) -> bool {
     container.restart_policy.as_deref() == Some("Always")
 }
 
+/// Lists rather than maps: a pod has a container or two and most have found nothing,
+/// and an empty or one-entry list is a fraction of a map's size.
 #[derive(Debug, Default)]
 struct Remembered {
-    restart_counts: HashMap<String, i32>,
+    /// By container name (`sidecar/` and the name for a native sidecar).
+    restart_counts: Vec<(Box<str>, i32)>,
     /// Shutdowns and OOM kills already found, by container and time.
-    found: HashSet<String>,
+    found: Vec<Box<str>>,
     swept: bool,
+}
+
+impl Remembered {
+    /// Keeps `count` as the restarts of `container`; the count it had before, if any.
+    fn restarts(&mut self, container: &str, count: i32) -> Option<i32> {
+        match self
+            .restart_counts
+            .iter_mut()
+            .find(|(c, _)| **c == *container)
+        {
+            Some((_, before)) => Some(std::mem::replace(before, count)),
+            None => {
+                // One at a time: a first push would make room for four.
+                self.restart_counts.reserve_exact(1);
+                self.restart_counts.push((container.into(), count));
+                None
+            }
+        }
+    }
+
+    /// Whether `finding` is new: found the first time it is asked about.
+    fn first(&mut self, finding: &str) -> bool {
+        let new = !self.found.iter().any(|f| **f == *finding);
+        if new {
+            self.found.reserve_exact(1);
+            self.found.push(finding.into());
+        }
+        new
+    }
 }
 
 /// Every governed pod seen, by uid.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    pods: HashMap<String, Remembered>,
+    pods: HashMap<Uid, Remembered>,
 }
 
 impl Tracker {
@@ -143,8 +214,7 @@ impl Tracker {
         // they exit is expected.
         for status in &pod.containers {
             let previous = remembered
-                .restart_counts
-                .insert(status.name.clone(), status.restart_count)
+                .restarts(&status.name, status.restart_count)
                 .or(known.then_some(0));
             let app = !pod.left_alone.contains(&status.name);
             if app || pod.deletion.is_none() {
@@ -156,8 +226,7 @@ impl Tracker {
         }
         for status in &pod.sidecars {
             let previous = remembered
-                .restart_counts
-                .insert(format!("sidecar/{}", status.name), status.restart_count)
+                .restarts(&format!("sidecar/{}", status.name), status.restart_count)
                 .or(known.then_some(0));
             if pod.deletion.is_none() {
                 findings.extend(shutdown::incidents(status, previous));
@@ -183,13 +252,13 @@ impl Tracker {
         // gone: keep only the first sighting.
         findings.retain(|finding| match finding {
             Finding::Shutdown { container, .. } => {
-                remembered.found.insert(format!("shutdown/{container}"))
+                remembered.first(&format!("shutdown/{container}"))
             }
             Finding::OomKilled { container, at } => {
-                remembered.found.insert(format!("oom/{container}/{}", at.0))
+                remembered.first(&format!("oom/{container}/{}", at.0))
             }
-            Finding::GraceShortened { .. } => remembered.found.insert("grace".to_owned()),
-            Finding::Disrupted { .. } => remembered.found.insert("disrupted".to_owned()),
+            Finding::GraceShortened { .. } => remembered.first("grace"),
+            Finding::Disrupted { .. } => remembered.first("disrupted"),
             Finding::Restarted { .. } => true,
         });
         if gone {
