@@ -7,16 +7,13 @@
 //! compares both on every test pod). Pure: bytes in, values out.
 
 use base64::Engine;
-use json_patch::Patch;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::mutate::PodView;
+use crate::mutate::{Patch, PodView};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
-/// The buffer a patch is first serialized into; larger patches regrow it.
-const PATCH_CAPACITY: usize = 4096;
 
 /// Why a body is not an admission request graceful can answer; each becomes a 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -215,16 +212,8 @@ impl Answer {
     /// base64 has none: together more than the rest of the answer costs.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         use serde::ser::Error;
-        let patch = if self.patch.0.is_empty() {
-            None
-        } else {
-            // Sized for a typical patch (about 2 KB for a three-container pod): from
-            // serde_json's default 128 bytes it would regrow five times.
-            let mut patch = Vec::with_capacity(PATCH_CAPACITY);
-            serde_json::to_writer(&mut patch, &self.patch)?;
-            Some(patch)
-        };
-        let encoded = match &patch {
+        let patch = (!self.patch.is_empty()).then(|| self.patch.as_json());
+        let encoded = match patch {
             Some(patch) => base64::encoded_len(patch.len(), true)
                 .ok_or_else(|| serde_json::Error::custom("the patch is too long to encode"))?,
             None => 0,
@@ -238,7 +227,7 @@ impl Answer {
         serde_json::to_writer(&mut out, &self.uid)?;
         // kube serializes an empty `Status` as `{}`.
         out.extend_from_slice(b",\"allowed\":true,\"status\":{}");
-        if let Some(patch) = &patch {
+        if let Some(patch) = patch {
             out.extend_from_slice(b",\"patch\":\"");
             let start = out.len();
             out.resize(start + encoded, 0);
@@ -355,15 +344,20 @@ mod tests {
 
     #[test]
     fn an_answer_is_written_byte_for_byte_as_serde_would() {
+        let mut patch = Patch::default();
+        let root = json_patch::jsonptr::Pointer::root();
+        patch
+            .add(root, &["metadata", "labels"], &json!({"a": "b\"c"}))
+            .unwrap();
         let answer = Answer {
             uid: "u\"1".into(),
-            patch: serde_json::from_value(json!([
-                {"op": "add", "path": "/metadata/labels", "value": {"a": "b\"c"}}
-            ]))
-            .unwrap(),
+            patch,
             warnings: vec!["graceful: \"w\"".into(), "x".into()],
         };
-        let patch = serde_json::to_vec(&answer.patch).unwrap();
+        let patch = serde_json::to_vec(&json!([
+            {"op": "add", "path": "/metadata/labels", "value": {"a": "b\"c"}}
+        ]))
+        .unwrap();
         let expected = serde_json::to_vec(&json!({
             "apiVersion": API_VERSION, "kind": KIND,
             "response": {"uid": "u\"1", "allowed": true, "status": {},
