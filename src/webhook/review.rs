@@ -6,7 +6,6 @@
 //! exactly as `kube::core::admission::AdmissionReview` would serialize it (a test
 //! compares both on every test pod). Pure: bytes in, values out.
 
-use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -213,15 +212,13 @@ impl Answer {
     /// uid, allowed, status, patch, patchType, warnings), but with the base64 of the patch
     /// encoded straight into the body. Through serde it would be encoded into a String,
     /// checked as UTF-8, then scanned byte by byte for characters to escape, of which
-    /// base64 has none: together more than the rest of the answer costs.
+    /// base64 has none: together more than the rest of the answer costs. The encoder
+    /// uses the CPU's vector instructions where it has them: the `base64` crate's took
+    /// as many instructions as the rest of the answer.
     pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        use serde::ser::Error;
         let patch = (!self.patch.is_empty()).then(|| self.patch.as_json());
-        let encoded = match patch {
-            Some(patch) => base64::encoded_len(patch.len(), true)
-                .ok_or_else(|| serde_json::Error::custom("the patch is too long to encode"))?,
-            None => 0,
-        };
+        let base64 = base64_simd::STANDARD;
+        let encoded = patch.map_or(0, |patch| base64.encoded_length(patch.len()));
         let mut out = Vec::with_capacity(256 + encoded);
         out.extend_from_slice(b"{\"apiVersion\":\"");
         out.extend_from_slice(API_VERSION.as_bytes());
@@ -233,11 +230,7 @@ impl Answer {
         out.extend_from_slice(b",\"allowed\":true,\"status\":{}");
         if let Some(patch) = patch {
             out.extend_from_slice(b",\"patch\":\"");
-            let start = out.len();
-            out.resize(start + encoded, 0);
-            base64::engine::general_purpose::STANDARD
-                .encode_slice(patch, &mut out[start..])
-                .map_err(serde_json::Error::custom)?;
+            base64.encode_append(patch, &mut out);
             out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
         }
         if !self.warnings.is_empty() {
@@ -374,7 +367,7 @@ mod tests {
         let expected = serde_json::to_vec(&json!({
             "apiVersion": API_VERSION, "kind": KIND,
             "response": {"uid": "u\"1", "allowed": true, "status": {},
-                         "patch": base64::engine::general_purpose::STANDARD.encode(patch),
+                         "patch": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, patch),
                          "patchType": "JSONPatch", "warnings": ["graceful: \"w\"", "x"]}
         }))
         .unwrap();
