@@ -348,6 +348,15 @@ fn only_the_named_containers_change_and_missing_names_are_reported() {
 }
 
 #[test]
+fn a_pod_without_metadata_gets_the_label_and_the_record() {
+    let mut document = pod(json!([app()]));
+    document.as_object_mut().unwrap().remove("metadata");
+    let (patched, mutation) = apply(&document, &spec());
+    assert_eq!(patched["metadata"]["labels"], json!({POLICY_KEY: "web"}));
+    assert_eq!(record_of(&patched), mutation.record);
+}
+
+#[test]
 fn label_and_record_keys_are_escaped_and_missing_maps_are_created() {
     let mut document = pod(json!([app()]));
     document["metadata"] = json!({"name": "bare"});
