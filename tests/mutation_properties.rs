@@ -256,12 +256,13 @@ fn run(pod: &Value, spec: &GracefulPolicySpec, caps: Capabilities) -> (Value, us
     };
     let mutation = mutate(&view, Pointer::root(), governing, caps);
     let mut patched = pod.clone();
-    json_patch::patch(&mut patched, &mutation.patch.0).expect("the patch applies");
+    let operations = mutation.patch.operations().expect("the patch reads");
+    json_patch::patch(&mut patched, &operations).expect("the patch applies");
     // Applying the same patch once more changes nothing either.
     let mut again = patched.clone();
-    json_patch::patch(&mut again, &mutation.patch.0).expect("the patch applies twice");
+    json_patch::patch(&mut again, &operations).expect("the patch applies twice");
     assert_eq!(again, patched);
-    (patched, mutation.patch.0.len())
+    (patched, operations.len())
 }
 
 fn grace(pod: &Value) -> i64 {

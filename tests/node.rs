@@ -428,7 +428,8 @@ fn governed(pod: Pod, policy: &str) -> Pod {
     };
     let caps = Capabilities::for_server_version(1, 36);
     let mutation = mutate(&view, Pointer::root(), governing, caps);
-    json_patch::patch(&mut value, &mutation.patch.0).expect("the patch applies");
+    let operations = mutation.patch.operations().expect("the patch reads");
+    json_patch::patch(&mut value, &operations).expect("the patch applies");
     serde_json::from_value(value).expect("a governed pod")
 }
 

@@ -47,8 +47,9 @@ fn typed(body: &[u8], policies: &NamespacePolicies, owners: &[Owner]) -> (Decisi
         Capabilities::default(),
     );
     let mut response = AdmissionResponse::from(&request);
-    if !decision.answer.patch.0.is_empty() {
-        response = response.with_patch(decision.answer.patch.clone()).unwrap();
+    if !decision.answer.patch.is_empty() {
+        let operations = decision.answer.patch.operations().unwrap();
+        response = response.with_patch(operations).unwrap();
     }
     if !decision.answer.warnings.is_empty() {
         response.warnings = Some(decision.answer.warnings.clone());
@@ -118,7 +119,7 @@ fn the_fast_path_decides_and_answers_exactly_like_the_typed_path() {
                     assert_eq!(fast_decision, typed_decision, "pod {pod}");
                     assert_eq!(fast_json, typed_json, "pod {pod}");
                     compared += 1;
-                    patched += usize::from(!fast_decision.answer.patch.0.is_empty());
+                    patched += usize::from(!fast_decision.answer.patch.is_empty());
                 }
             }
         }

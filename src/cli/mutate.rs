@@ -148,17 +148,21 @@ pub fn render(
             .iter()
             .chain(&mutation.warnings)
             .for_each(|w| say(w));
-        if mutation.patch.0.is_empty() {
+        if mutation.patch.is_empty() {
             continue;
         }
+        let patch = mutation
+            .patch
+            .operations()
+            .context("graceful wrote a patch it cannot read back; this is a bug")?;
         patches.push(json!({
             "document": object.document,
             "kind": workload.source.kind,
             "name": workload.source.name,
             "policy": policy,
-            "patch": mutation.patch,
+            "patch": patch,
         }));
-        changes.push((object.document, mutation.patch));
+        changes.push((object.document, patch));
     }
     for (document, patch) in changes {
         let value = stream.documents[document - 1]

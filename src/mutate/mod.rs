@@ -4,20 +4,23 @@
 
 mod env;
 pub mod mesh;
+mod patch;
 mod pod;
 mod record;
 mod roles;
 
 use std::collections::BTreeMap;
 
-use json_patch::jsonptr::{Pointer, PointerBuf};
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::jsonptr::Pointer;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::{
     APPLIED_ANNOTATION, Drain, ExistingHooks, GracefulPolicySpec, MeshDrain, Mode, POLICY_KEY,
     PreStopAction, Readiness, StopSignal,
 };
+use patch::Entry;
+pub use patch::Patch;
 pub use pod::{
     ContainerView, EnvVarView, LifecycleView, OwnerReferenceView, PodMeta, PodOsView, PodSpecView,
     PodView, PortView, ProbeTimings,
@@ -178,7 +181,7 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
             ));
         }
         return Mutation {
-            patch: Patch(Vec::new()),
+            patch: Patch::default(),
             record,
             warnings: edit.warnings,
         };
@@ -198,7 +201,7 @@ pub fn mutate(pod: &PodView, root: &Pointer, policy: Governing, caps: Capabiliti
     }
 
     Mutation {
-        patch: Patch(edit.ops),
+        patch: edit.patch,
         record,
         warnings: edit.warnings,
     }
@@ -301,7 +304,7 @@ impl<'a> ContainerPath<'a> {
 /// Operations, recorded changes and warnings as they are collected.
 struct Edit<'a> {
     root: &'a Pointer,
-    ops: Vec<PatchOperation>,
+    patch: Patch,
     changes: Vec<FieldChange>,
     warnings: Vec<String>,
 }
@@ -310,29 +313,29 @@ impl<'a> Edit<'a> {
     fn new(root: &'a Pointer) -> Self {
         Self {
             root,
-            ops: Vec::new(),
+            patch: Patch::default(),
             changes: Vec::new(),
             warnings: Vec::new(),
         }
     }
 
-    fn add(&mut self, tokens: &[&str], value: Value) {
-        let mut path: PointerBuf = self.root.to_buf();
-        for token in tokens {
-            path.push_back(*token);
+    /// Adds `value` at `tokens`; a value that cannot be written (none the engine makes)
+    /// is left out with a warning.
+    fn add(&mut self, tokens: &[&str], value: &impl Serialize) {
+        if let Err(error) = self.patch.add(self.root, tokens, value) {
+            self.warnings
+                .push(format!("could not write {}: {error}", tokens.join("/")));
         }
-        self.ops
-            .push(PatchOperation::Add(AddOperation { path, value }));
     }
 
     /// Adds `value` at `tokens` and records the change of `field`.
     fn change(&mut self, tokens: &[&str], value: Value, field: String, from: Option<Value>) {
+        self.add(tokens, &value);
         self.changes.push(FieldChange {
             field,
             from,
-            to: value.clone(),
+            to: value,
         });
-        self.add(tokens, value);
     }
 
     fn pre_stop(
@@ -375,13 +378,13 @@ impl<'a> Edit<'a> {
             let tokens = ["spec", "containers", &at.index, "lifecycle", key];
             self.change(&tokens, value, field, from);
         } else {
+            let tokens = ["spec", "containers", &at.index, "lifecycle"];
+            self.add(&tokens, &Entry(key, &value));
             self.changes.push(FieldChange {
                 field,
                 from: None,
-                to: value.clone(),
+                to: value,
             });
-            let tokens = ["spec", "containers", &at.index, "lifecycle"];
-            self.add(&tokens, json!({ key: value }));
             *exists = true;
         }
     }
@@ -551,10 +554,7 @@ impl<'a> Edit<'a> {
             return;
         }
         self.changes.append(&mut changed);
-        self.add(
-            &["spec", "containers", &at.index, "env"],
-            Value::Array(list),
-        );
+        self.add(&["spec", "containers", &at.index, "env"], &list);
     }
 
     /// Mesh proxies whose own drain setting on the pod contradicts the policy: a
@@ -653,39 +653,40 @@ impl<'a> Edit<'a> {
 
     /// The label that lets the reconciler watch only governed pods, and the record.
     fn metadata(&mut self, pod: &PodView, policy: &str, record: &ChangeRecord) {
-        let record = match serde_json::to_string(record) {
-            Ok(text) => text,
-            Err(error) => {
-                self.warnings.push(format!(
-                    "could not write the {APPLIED_ANNOTATION} record: {error}"
-                ));
-                return;
+        let record = |out: &mut Vec<u8>| patch::json_text(out, record);
+        let written = match &pod.metadata {
+            None => self.patch.add_with(self.root, &["metadata"], |out| {
+                out.extend_from_slice(br#"{"labels":"#);
+                serde_json::to_writer(&mut *out, &Entry(POLICY_KEY, policy))?;
+                out.extend_from_slice(br#","annotations":"#);
+                patch::write_entry(out, APPLIED_ANNOTATION, record)?;
+                out.push(b'}');
+                Ok(())
+            }),
+            Some(meta) => {
+                match &meta.labels {
+                    Some(labels) if labels.get(POLICY_KEY).map(String::as_str) == Some(policy) => {}
+                    Some(_) => self.add(&["metadata", "labels", POLICY_KEY], &policy),
+                    None => self.add(&["metadata", "labels"], &Entry(POLICY_KEY, policy)),
+                }
+                match &meta.annotations {
+                    Some(_) => self.patch.add_with(
+                        self.root,
+                        &["metadata", "annotations", APPLIED_ANNOTATION],
+                        record,
+                    ),
+                    None => self
+                        .patch
+                        .add_with(self.root, &["metadata", "annotations"], |out| {
+                            patch::write_entry(out, APPLIED_ANNOTATION, record)
+                        }),
+                }
             }
         };
-        let Some(meta) = &pod.metadata else {
-            self.add(
-                &["metadata"],
-                json!({
-                    "labels": { POLICY_KEY: policy },
-                    "annotations": { APPLIED_ANNOTATION: record },
-                }),
-            );
-            return;
-        };
-        match &meta.labels {
-            Some(labels) if labels.get(POLICY_KEY).map(String::as_str) == Some(policy) => {}
-            Some(_) => self.add(&["metadata", "labels", POLICY_KEY], json!(policy)),
-            None => self.add(&["metadata", "labels"], json!({ POLICY_KEY: policy })),
-        }
-        match &meta.annotations {
-            Some(_) => self.add(
-                &["metadata", "annotations", APPLIED_ANNOTATION],
-                json!(record),
-            ),
-            None => self.add(
-                &["metadata", "annotations"],
-                json!({ APPLIED_ANNOTATION: record }),
-            ),
+        if let Err(error) = written {
+            self.warnings.push(format!(
+                "could not write the {APPLIED_ANNOTATION} record: {error}"
+            ));
         }
     }
 }

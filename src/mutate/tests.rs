@@ -1,3 +1,4 @@
+use json_patch::PatchOperation;
 use json_patch::jsonptr::{Pointer, PointerBuf};
 use serde_json::{Value, json};
 
@@ -48,7 +49,8 @@ fn apply_at(
         caps,
     );
     let mut patched = document.clone();
-    json_patch::patch(&mut patched, &mutation.patch.0).expect("the patch applies");
+    let operations = mutation.patch.operations().expect("the patch reads");
+    json_patch::patch(&mut patched, &operations).expect("the patch applies");
     (patched, mutation)
 }
 
@@ -346,6 +348,15 @@ fn only_the_named_containers_change_and_missing_names_are_reported() {
 }
 
 #[test]
+fn a_pod_without_metadata_gets_the_label_and_the_record() {
+    let mut document = pod(json!([app()]));
+    document.as_object_mut().unwrap().remove("metadata");
+    let (patched, mutation) = apply(&document, &spec());
+    assert_eq!(patched["metadata"]["labels"], json!({POLICY_KEY: "web"}));
+    assert_eq!(record_of(&patched), mutation.record);
+}
+
+#[test]
 fn label_and_record_keys_are_escaped_and_missing_maps_are_created() {
     let mut document = pod(json!([app()]));
     document["metadata"] = json!({"name": "bare"});
@@ -358,7 +369,8 @@ fn label_and_record_keys_are_escaped_and_missing_maps_are_created() {
     assert_eq!(patched["metadata"]["labels"][POLICY_KEY], "web");
     let paths: Vec<String> = mutation
         .patch
-        .0
+        .operations()
+        .unwrap()
         .iter()
         .map(|op| match op {
             PatchOperation::Add(add) => add.path.to_string(),
@@ -400,9 +412,9 @@ fn patching_a_patched_pod_yields_no_operations() {
         ..spec()
     };
     let (once, first) = apply(&pod(json!([app()])), &spec);
-    assert!(!first.patch.0.is_empty());
+    assert!(!first.patch.is_empty());
     let (twice, second) = apply(&once, &spec);
-    assert!(second.patch.0.is_empty(), "{:?}", second.patch);
+    assert!(second.patch.is_empty(), "{:?}", second.patch);
     assert_eq!(once, twice);
 }
 
@@ -413,7 +425,7 @@ fn a_compliant_pod_is_labelled_and_recorded_once() {
     assert!(first.record.changes.is_empty());
     assert_eq!(once["metadata"]["labels"][POLICY_KEY], "web");
     let (_, second) = apply(&once, &spec());
-    assert!(second.patch.0.is_empty());
+    assert!(second.patch.is_empty());
 }
 
 #[test]
@@ -451,7 +463,7 @@ fn audit_mode_records_the_would_be_change_and_patches_nothing() {
     };
     let document = pod(json!([app()]));
     let (patched, mutation) = apply(&document, &spec);
-    assert!(mutation.patch.0.is_empty());
+    assert!(mutation.patch.is_empty());
     assert_eq!(patched, document);
     assert_eq!(mutation.record.mode, Mode::Audit);
     assert_eq!(
@@ -490,7 +502,8 @@ fn the_root_pointer_prefixes_every_operation() {
         },
         Capabilities::default(),
     );
-    assert!(mutation.patch.0.iter().all(|op| match op {
+    let operations = mutation.patch.operations().unwrap();
+    assert!(operations.iter().all(|op| match op {
         PatchOperation::Add(add) => add.path.starts_with(Pointer::from_static("/spec/template")),
         _ => false,
     }));
@@ -604,7 +617,7 @@ fn budget_variables_follow_a_grace_period_that_grew_since_the_first_pass() {
     assert_eq!(grace(&second), Some(json!("35")));
     assert!(mutation.warnings.is_empty(), "{:?}", mutation.warnings);
     let (_, third) = apply(&second, &spec);
-    assert!(third.patch.0.is_empty());
+    assert!(third.patch.is_empty());
 }
 
 #[test]
@@ -697,7 +710,7 @@ fn a_second_pass_records_an_injected_proxy_left_alone_even_with_nothing_to_chang
         .unwrap()
         .push(json!({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"}));
     let (twice, second) = apply(&once, &spec());
-    assert!(!second.patch.0.is_empty(), "the record is rewritten");
+    assert!(!second.patch.is_empty(), "the record is rewritten");
     assert_eq!(
         record_of(&twice).changes,
         record_of(&once).changes,
@@ -709,7 +722,7 @@ fn a_second_pass_records_an_injected_proxy_left_alone_even_with_nothing_to_chang
     );
     let (_, third) = apply(&twice, &spec());
     assert!(
-        third.patch.0.is_empty(),
+        third.patch.is_empty(),
         "then nothing more: {:?}",
         third.patch
     );

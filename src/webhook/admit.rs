@@ -6,7 +6,7 @@ use json_patch::jsonptr::Pointer;
 
 use crate::api::Mode;
 use crate::govern::{self, Verdict, govern};
-use crate::mutate::{Backend, Capabilities, PodView};
+use crate::mutate::{Backend, Capabilities, Patch, PodView};
 use crate::resolve::{Owner, Source, Ungoverned};
 
 use super::policies::NamespacePolicies;
@@ -88,7 +88,7 @@ impl Decision {
         Self {
             answer: Answer {
                 uid,
-                patch: json_patch::Patch(Vec::new()),
+                patch: Patch::default(),
                 warnings: vec![format!("{PREFIX}admitted unchanged: {why}")],
             },
             outcome: Outcome::FailOpen(failure),
@@ -146,7 +146,7 @@ pub fn decide(
             ..
         } => {
             warnings.extend(mutation.warnings.iter().cloned());
-            let outcome = match (mode, mutation.patch.0.is_empty()) {
+            let outcome = match (mode, mutation.patch.is_empty()) {
                 (Mode::Audit, _) => Outcome::Audited,
                 (Mode::Enforce, true) => Outcome::Unchanged,
                 (Mode::Enforce, false) => Outcome::Patched,
@@ -167,7 +167,7 @@ pub fn not_governed(uid: String, warnings: Vec<String>) -> Decision {
     Decision {
         answer: Answer {
             uid,
-            patch: json_patch::Patch(Vec::new()),
+            patch: Patch::default(),
             warnings,
         },
         outcome: Outcome::NotGoverned,
