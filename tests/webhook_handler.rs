@@ -20,27 +20,9 @@ use graceful::webhook::policies::NamespacePolicies;
 use graceful::webhook::watch::Caches;
 use graceful::webhook::{Lookup, NotSynced, OwnersError, Webhook, router};
 use http_body_util::BodyExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-fn meta(name: &str, policy: Option<&str>, controller: Option<(&str, &str, &str)>) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some("shop".into()),
-        annotations: policy.map(|p| [("graceful.dev/policy".to_owned(), p.to_owned())].into()),
-        owner_references: controller.map(|(api_version, kind, name)| {
-            vec![OwnerReference {
-                api_version: api_version.into(),
-                kind: kind.into(),
-                name: name.into(),
-                controller: Some(true),
-                ..OwnerReference::default()
-            }]
-        }),
-        ..ObjectMeta::default()
-    }
-}
 
 /// Policies `web` (Enforce, by name only) and `observe` (Audit, by name only) in
 /// `shop`; Deployment `checkout` names `web` through its ReplicaSet.
@@ -55,13 +37,12 @@ fn caches(metrics: Arc<Metrics>) -> Arc<Caches> {
     }
     caches.owner_applied(
         Kind::ReplicaSet,
-        &meta(
-            "checkout-7d9f8b6c5",
-            None,
-            Some(("apps/v1", "Deployment", "checkout")),
-        ),
+        &fixtures::meta("checkout-7d9f8b6c5", None, Some("checkout")),
     );
-    caches.owner_applied(Kind::Deployment, &meta("checkout", Some("web"), None));
+    caches.owner_applied(
+        Kind::Deployment,
+        &fixtures::meta("checkout", Some("web"), None),
+    );
     Arc::new(caches)
 }
 
