@@ -22,3 +22,9 @@ pub mod stats;
 pub mod tls;
 pub mod tuning;
 pub mod webhook;
+
+/// mimalloc, not the system's malloc: an admission makes about 145 small allocations, and
+/// glibc's took a sixth of its instructions (BENCHMARKS.md, "Admission"). Declared here,
+/// not in `main`, so that the tests and benchmarks run with the allocator that ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
