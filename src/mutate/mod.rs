@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock, no allocation beyond the result.
 
 mod env;
+mod json;
 pub mod mesh;
 mod patch;
 mod pod;
@@ -322,7 +323,12 @@ impl<'a> Edit<'a> {
     /// Adds `value` at `tokens`; a value that cannot be written (none the engine makes)
     /// is left out with a warning.
     fn add(&mut self, tokens: &[&str], value: &impl Serialize) {
-        if let Err(error) = self.patch.add(self.root, tokens, value) {
+        let written = self.patch.add(self.root, tokens, value);
+        self.warn_unwritten(tokens, written);
+    }
+
+    fn warn_unwritten(&mut self, tokens: &[&str], written: serde_json::Result<()>) {
+        if let Err(error) = written {
             self.warnings
                 .push(format!("could not write {}: {error}", tokens.join("/")));
         }
@@ -330,7 +336,10 @@ impl<'a> Edit<'a> {
 
     /// Adds `value` at `tokens` and records the change of `field`.
     fn change(&mut self, tokens: &[&str], value: Value, field: String, from: Option<Value>) {
-        self.add(tokens, &value);
+        let written = self.patch.add_with(self.root, tokens, |out| {
+            json::write_value(out, &value, json::Text::Plain)
+        });
+        self.warn_unwritten(tokens, written);
         self.changes.push(FieldChange {
             field,
             from,
