@@ -2,9 +2,10 @@
 # Load benchmark of the webhook over TLS on loopback with keep-alive, side by side with
 # the limit of its stack (examples/fixed_review_server.rs: axum + rustls answering a
 # fixed AdmissionReview). Each server is pinned to one core, the load generator (oha)
-# to the other. For each server: the highest throughput with 16 connections, and the
-# latency at a fixed 1,000 reviews/s; each the median of RUNS runs of DURATION seconds,
-# after a one-second warm-up run whose figures are dropped.
+# to the other. The highest throughput with 16 connections, in RUNS rounds of the limit
+# then graceful, and the ratio of each round's pair (their median is the result); then
+# each server's latency at a fixed 1,000 reviews/s, the median of RUNS runs. Each run
+# lasts DURATION seconds, after a one-second warm-up run whose figures are dropped.
 #
 # Needs oha (`cargo install oha --locked`) and the local control plane of e2e/ (or
 # GRACEFUL_TEST_KUBECONFIG naming a running cluster), since `graceful run` watches it.
@@ -102,27 +103,50 @@ load() { # URL SECONDS [oha options...]
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-measure() { # NAME URL
-    local name=$1 url=$2 max=() rated=()
+# The highest throughput: RUNS rounds, each measuring the limit and graceful one after
+# the other (in turn first), so that each ratio compares two runs taken seconds apart:
+# this machine's speed drifts by several percent within minutes.
+max_runs() { # URL
+    load "$1" 1 -c "$CONNECTIONS" >/dev/null
+    load "$1" "$DURATION" -c "$CONNECTIONS" | awk '{print $1}'
+}
+fixed_url="https://127.0.0.1:$FIXED_PORT/mutate"
+graceful_url="https://127.0.0.1:$GRACEFUL_PORT/mutate"
+: >"$work/ratios"
+for round in $(seq "$RUNS"); do
+    if ((round % 2)); then
+        f=$(max_runs "$fixed_url")
+        g=$(max_runs "$graceful_url")
+    else
+        g=$(max_runs "$graceful_url")
+        f=$(max_runs "$fixed_url")
+    fi
+    echo "$f" >>"$work/fixed-review.rps"
+    echo "$g" >>"$work/graceful.rps"
+    awk -v g="$g" -v f="$f" 'BEGIN {printf "%.4f\n", g / f}' >>"$work/ratios"
+    printf 'round %s: limit %s, graceful %s reviews/s\n' "$round" "$f" "$g"
+done
+
+# The latency at a fixed rate, RUNS runs a server.
+rated() { # URL
+    local url=$1 runs=()
     for _ in $(seq "$RUNS"); do
-        load "$url" 1 -c "$CONNECTIONS" >/dev/null
-        max+=("$(load "$url" "$DURATION" -c "$CONNECTIONS")")
         load "$url" 1 -c "$CONNECTIONS" -q "$RATE" >/dev/null
-        rated+=("$(load "$url" "$DURATION" -c "$CONNECTIONS" -q "$RATE")")
+        runs+=("$(load "$url" "$DURATION" -c "$CONNECTIONS" -q "$RATE")")
     done
-    local rps p50 p99
-    rps=$(printf '%s\n' "${max[@]}" | awk '{print $1}' | median)
-    p50=$(printf '%s\n' "${rated[@]}" | awk '{print $2}' | median)
-    p99=$(printf '%s\n' "${rated[@]}" | awk '{print $3}' | median)
-    printf '%-28s %12s %14s %14s\n' "$name" "$rps" "$p50" "$p99"
-    echo "$rps" >"$work/$name.rps"
+    printf '%s\n' "${runs[@]}" | awk '{print $2}' | median
+    printf '%s\n' "${runs[@]}" | awk '{print $3}' | median
 }
 
 printf '%-28s %12s %14s %14s\n' server "max reviews/s" "p50 ms @$RATE/s" "p99 ms @$RATE/s"
-measure fixed-review "https://127.0.0.1:$FIXED_PORT/mutate"
-measure graceful "https://127.0.0.1:$GRACEFUL_PORT/mutate"
-awk -v g="$(cat "$work/graceful.rps")" -v f="$(cat "$work/fixed-review.rps")" \
-    'BEGIN {printf "graceful reaches %.0f%% of the limit'"'"'s throughput\n", 100 * g / f}'
+for pair in "fixed-review $fixed_url" "graceful $graceful_url"; do
+    read -r server url <<<"$pair"
+    mapfile -t latency < <(rated "$url")
+    printf '%-28s %12s %14s %14s\n' "$server" "$(median <"$work/$server.rps")" "${latency[0]}" "${latency[1]}"
+done
+printf 'graceful against the limit, round by round: %s\n' \
+    "$(awk '{printf "%.0f%% ", 100 * $1}' "$work/ratios")"
+median <"$work/ratios" | awk '{printf "graceful reaches %.0f%% of the limit'"'"'s throughput (the median round)\n", 100 * $1}'
 
 # Every review must have been patched, none admitted unchanged by an error.
 metrics=$(admin_get /metrics)
