@@ -92,20 +92,7 @@ pub fn write_serialized(
     value: &impl Serialize,
     how: Text,
 ) -> serde_json::Result<()> {
-    let start = out.len();
-    serde_json::to_writer(&mut *out, value)?;
-    if how == Text::Nested {
-        let plain = out.split_off(start);
-        // Compact JSON holds no control character: only its quotes and backslashes
-        // need escaping inside a string.
-        for byte in plain {
-            if matches!(byte, b'"' | b'\\') {
-                out.push(b'\\');
-            }
-            out.push(byte);
-        }
-    }
-    Ok(())
+    write_value(out, &serde_json::to_value(value)?, how)
 }
 
 /// Whether JSON must escape any of `bytes` in a string: a quote, a backslash or a

@@ -323,12 +323,16 @@ impl<'a> Edit<'a> {
     /// Adds `value` at `tokens`; a value that cannot be written (none the engine makes)
     /// is left out with a warning.
     fn add(&mut self, tokens: &[&str], value: &impl Serialize) {
-        let written = self.patch.add(self.root, tokens, value);
-        self.warn_unwritten(tokens, written);
+        self.add_with(tokens, |out| serde_json::to_writer(out, value));
     }
 
-    fn warn_unwritten(&mut self, tokens: &[&str], written: serde_json::Result<()>) {
-        if let Err(error) = written {
+    /// [`Edit::add`] with a value that `write` writes as JSON.
+    fn add_with(
+        &mut self,
+        tokens: &[&str],
+        write: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    ) {
+        if let Err(error) = self.patch.add_with(self.root, tokens, write) {
             self.warnings
                 .push(format!("could not write {}: {error}", tokens.join("/")));
         }
@@ -336,10 +340,9 @@ impl<'a> Edit<'a> {
 
     /// Adds `value` at `tokens` and records the change of `field`.
     fn change(&mut self, tokens: &[&str], value: Value, field: String, from: Option<Value>) {
-        let written = self.patch.add_with(self.root, tokens, |out| {
+        self.add_with(tokens, |out| {
             json::write_value(out, &value, json::Text::Plain)
         });
-        self.warn_unwritten(tokens, written);
         self.changes.push(FieldChange {
             field,
             from,
@@ -388,7 +391,11 @@ impl<'a> Edit<'a> {
             self.change(&tokens, value, field, from);
         } else {
             let tokens = ["spec", "containers", &at.index, "lifecycle"];
-            self.add(&tokens, &Entry(key, &value));
+            self.add_with(&tokens, |out| {
+                patch::write_entry(out, key, |out| {
+                    json::write_value(out, &value, json::Text::Plain)
+                })
+            });
             self.changes.push(FieldChange {
                 field,
                 from: None,
