@@ -8,15 +8,20 @@
 //! - `parse`: the body to the request and its `PodView`;
 //! - `decide`: resolution and mutation (`admit::decide`), owners given;
 //! - `answer`: the decision's answer to the AdmissionReview's bytes;
-//! - `router`: all of it through the webhook's router, the owner cache included.
+//! - `router`: all of it through the webhook's router, the owner cache included;
+//! - `skip` and `skip-serde_json`: the body only checked and skipped, by graceful's
+//!   reader and by serde_json: the floor of parsing.
 
 #[path = "../tests/fixtures/admission.rs"]
 mod fixtures;
 
 use std::hint::black_box;
 
+use serde::de::IgnoredAny;
+
 use anyhow::{Context, bail};
 use graceful::api::Mode;
+use graceful::json::read::Reader;
 use graceful::mutate::Capabilities;
 use graceful::resolve::{Owner, Source};
 use graceful::webhook::admit::decide;
@@ -33,7 +38,9 @@ fn measure(count: usize, one: &mut dyn FnMut()) {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [part, count] = args.as_slice() else {
-        bail!("usage: admission_instructions parse|decide|answer|router COUNT");
+        bail!(
+            "usage: admission_instructions parse|decide|answer|router|skip|skip-serde_json COUNT"
+        );
     };
     let count: usize = count.parse().context("COUNT is a number")?;
     let admission = fixtures::Admission::new();
@@ -69,6 +76,19 @@ fn main() -> anyhow::Result<()> {
         "router" => measure(count, &mut || {
             black_box(admission.answer());
         }),
+        // The floors of reading: the whole body checked and skipped, nothing built.
+        "skip" => {
+            let body = std::str::from_utf8(&admission.body)?;
+            measure(count, &mut || {
+                black_box(Reader::read_all::<IgnoredAny>(black_box(body)).ok());
+            })
+        }
+        "skip-serde_json" => {
+            let body = std::str::from_utf8(&admission.body)?;
+            measure(count, &mut || {
+                black_box(serde_json::from_str::<IgnoredAny>(black_box(body)).ok());
+            })
+        }
         other => bail!("no part {other}"),
     }
     Ok(())

@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod govern;
 pub mod install;
+pub mod json;
 pub mod kinds;
 pub mod lease;
 pub mod manifest;

@@ -3,7 +3,6 @@
 //! Pure: no I/O, no clock, no allocation beyond the result.
 
 mod env;
-mod json;
 pub mod mesh;
 mod patch;
 mod pod;
@@ -20,6 +19,7 @@ use crate::api::{
     APPLIED_ANNOTATION, Drain, ExistingHooks, GracefulPolicySpec, MeshDrain, Mode, POLICY_KEY,
     PreStopAction, Readiness, StopSignal,
 };
+use crate::json::write;
 use patch::Entry;
 pub use patch::Patch;
 pub use pod::{
@@ -341,7 +341,7 @@ impl<'a> Edit<'a> {
     /// Adds `value` at `tokens` and records the change of `field`.
     fn change(&mut self, tokens: &[&str], value: Value, field: String, from: Option<Value>) {
         self.add_with(tokens, |out| {
-            json::write_value(out, &value, json::Text::Plain)
+            write::write_value(out, &value, write::Text::Plain)
         });
         self.changes.push(FieldChange {
             field,
@@ -393,7 +393,7 @@ impl<'a> Edit<'a> {
             let tokens = ["spec", "containers", &at.index, "lifecycle"];
             self.add_with(&tokens, |out| {
                 patch::write_entry(out, key, |out| {
-                    json::write_value(out, &value, json::Text::Plain)
+                    write::write_value(out, &value, write::Text::Plain)
                 })
             });
             self.changes.push(FieldChange {

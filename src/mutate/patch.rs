@@ -14,7 +14,7 @@ use json_patch::jsonptr::Pointer;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::ChangeRecord;
-use super::json::{Text, write_key, write_str};
+use crate::json::write::{Text, write_key, write_str};
 
 /// An RFC 6902 JSON Patch as its JSON text.
 #[derive(Clone, Default)]

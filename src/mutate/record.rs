@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Role;
-use super::json::{Text, write_key, write_seq, write_serialized, write_str, write_value};
 use crate::api::{Budget, Mode};
+use crate::json::write::{Text, write_key, write_seq, write_serialized, write_str, write_value};
 
 /// Read through serde; written by [`ChangeRecord::write_json`], which a test compares with
 /// serde's output field by field: a field added here must be added there.
@@ -46,7 +46,7 @@ pub struct FieldChange {
 
 impl ChangeRecord {
     /// Writes the record as serde writes it, without serde's byte-by-byte escaping (see
-    /// [`super::json`]): an admission writes it into every patch.
+    /// [`crate::json::write`]): an admission writes it into every patch.
     pub fn write_json(&self, out: &mut Vec<u8>, how: Text) -> serde_json::Result<()> {
         out.push(b'{');
         write_key(out, "policy", how);

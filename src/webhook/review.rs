@@ -2,13 +2,14 @@
 //!
 //! Deserializing the whole k8s-openapi Pod costs several times more than everything
 //! else an admission does, so the request envelope is read into a few fields and its
-//! `object` into [`PodView`], skipping the rest unbuilt. The answer is serialized
+//! `object` into [`PodView`], skipping the rest unbuilt, with
+//! [`crate::json::read`]. The answer is serialized
 //! exactly as `kube::core::admission::AdmissionReview` would serialize it (a test
 //! compares both on every test pod). Pure: bytes in, values out.
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
+use crate::json::read::{self, Reader};
 use crate::mutate::{Patch, PodView};
 
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -33,20 +34,9 @@ pub enum Malformed {
     BadObject(String),
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(borrow, default)]
-    request: Option<Request<'a>>,
-}
-
 /// The request, read in one pass: the apiserver writes `kind` and `operation` before
 /// `object`, so a Pod at CREATE is read straight into a [`PodView`]; any other object
-/// (or one that comes first) is only delimited, and read later if at all.
+/// (or one that comes first) is only checked and delimited, and read later if at all.
 // Everything defaults, so that a review of another version is named as such rather
 // than by the first field it lacks.
 #[derive(Default)]
@@ -63,14 +53,12 @@ struct Request<'a> {
 enum Object<'a> {
     #[default]
     Absent,
-    Raw(&'a RawValue),
+    /// Its JSON text.
+    Raw(&'a str),
     /// `None`: `null`.
     /// Boxed: a pod view is far larger than the other variants.
     Pod(Option<Box<PodView>>),
 }
-
-/// Marks an error inside `object`, to tell it from an error in the envelope.
-const OBJECT_ERROR: &str = "graceful:object:";
 
 impl Request<'_> {
     fn is_pod(&self) -> bool {
@@ -83,45 +71,36 @@ impl Request<'_> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RequestVisitor(std::marker::PhantomData))
+impl From<read::Error> for Malformed {
+    fn from(error: read::Error) -> Self {
+        Malformed::NotJson(error.to_string())
     }
 }
 
-struct RequestVisitor<'a>(std::marker::PhantomData<&'a ()>);
+fn bad_object(error: read::Error) -> Malformed {
+    Malformed::BadObject(error.to_string())
+}
 
-impl<'de: 'a, 'a> serde::de::Visitor<'de> for RequestVisitor<'a> {
-    type Value = Request<'a>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an admission request")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Request<'a>, A::Error> {
-        use serde::de::{Error, IgnoredAny};
-        let mut request = Request::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match key.as_ref() {
-                "uid" => request.uid = map.next_value()?,
-                "kind" => request.kind = map.next_value()?,
-                "namespace" => request.namespace = map.next_value()?,
-                "operation" => request.operation = map.next_value()?,
-                "dryRun" => request.dry_run = map.next_value()?,
-                "object" if request.is_pod_create() => {
-                    let pod = map
-                        .next_value::<Option<Box<PodView>>>()
-                        .map_err(|e| A::Error::custom(format!("{OBJECT_ERROR}{e}")))?;
-                    request.object = Object::Pod(pod);
-                }
-                "object" => request.object = Object::Raw(map.next_value()?),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+fn read_request<'a>(reader: &mut Reader<'a>) -> Result<Request<'a>, Malformed> {
+    let mut request = Request::default();
+    reader.entries(|reader, key| {
+        match key.as_ref() {
+            "uid" => request.uid = reader.read()?,
+            "kind" => request.kind = reader.read()?,
+            "namespace" => request.namespace = reader.read()?,
+            "operation" => request.operation = reader.read()?,
+            "dryRun" => request.dry_run = reader.read()?,
+            "object" if request.is_pod_create() => {
+                request.object = Object::Pod(reader.read().map_err(bad_object)?);
+            }
+            "object" => request.object = Object::Raw(reader.skip()?),
+            _ => {
+                reader.skip()?;
             }
         }
-        Ok(request)
-    }
+        Ok::<_, Malformed>(())
+    })?;
+    Ok(request)
 }
 
 #[derive(Deserialize, Default)]
@@ -144,24 +123,28 @@ pub struct PodRequest {
 
 /// Reads an AdmissionReview v1 for a Pod.
 pub fn parse(body: &[u8]) -> Result<PodRequest, Malformed> {
-    // One check of the whole body: read from bytes, serde_json checks every string it
-    // reads, each key included, which cost more than the check of all the bytes.
+    // One check of the whole body; then every string read is a slice of it.
     let body = std::str::from_utf8(body)
         .map_err(|e| Malformed::NotJson(format!("the body is not UTF-8: {e}")))?;
-    let envelope: Envelope = serde_json::from_str(body).map_err(|e| {
-        let message = e.to_string();
-        match message.strip_prefix(OBJECT_ERROR) {
-            Some(inner) => Malformed::BadObject(inner.to_owned()),
-            None => Malformed::NotJson(message),
+    let mut reader = Reader::new(body);
+    let (mut api_version, mut kind, mut request) = (String::new(), String::new(), None);
+    reader.entries(|reader, key| {
+        match key.as_ref() {
+            "apiVersion" => api_version = reader.read()?,
+            "kind" => kind = reader.read()?,
+            "request" if reader.null()? => request = None,
+            "request" => request = Some(read_request(reader)?),
+            _ => {
+                reader.skip()?;
+            }
         }
+        Ok::<_, Malformed>(())
     })?;
-    if envelope.api_version != API_VERSION || envelope.kind != KIND {
-        return Err(Malformed::NotAdmissionReview {
-            api_version: envelope.api_version,
-            kind: envelope.kind,
-        });
+    reader.end()?;
+    if api_version != API_VERSION || kind != KIND {
+        return Err(Malformed::NotAdmissionReview { api_version, kind });
     }
-    let request = envelope.request.ok_or(Malformed::NoRequest)?;
+    let request = request.ok_or(Malformed::NoRequest)?;
     if request.uid.is_empty() {
         return Err(Malformed::NoUid);
     }
@@ -180,9 +163,7 @@ pub fn parse(body: &[u8]) -> Result<PodRequest, Malformed> {
     let pod = if request.operation == "CREATE" {
         let pod = match request.object {
             Object::Pod(pod) => pod.map(|pod| *pod),
-            Object::Raw(raw) => {
-                serde_json::from_str(raw.get()).map_err(|e| Malformed::BadObject(e.to_string()))?
-            }
+            Object::Raw(raw) => Reader::read_all(raw).map_err(bad_object)?,
             Object::Absent => None,
         };
         Some(pod.ok_or_else(|| Malformed::NoObject(request.operation.clone()))?)

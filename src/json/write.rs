@@ -10,6 +10,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::stops;
+
 /// How the JSON lands in its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Text {
@@ -96,18 +98,13 @@ pub fn write_serialized(
 }
 
 /// Whether JSON must escape any of `bytes` in a string: a quote, a backslash or a
-/// control character. Without a branch inside each 16 bytes, so that it vectorizes; the
-/// last few bytes are checked as a chunk padded with a byte that needs no escape.
+/// control character. 16 bytes at a time; the last few are checked as a chunk padded
+/// with a byte that needs no escape.
 fn needs_escape(bytes: &[u8]) -> bool {
-    fn escapes(chunk: &[u8; 16]) -> bool {
-        chunk.iter().fold(false, |any, &b| {
-            any | (b < 0x20) | (b == b'"') | (b == b'\\')
-        })
-    }
     let (chunks, rest) = bytes.as_chunks::<16>();
     let mut last = [b' '; 16];
     last[..rest.len()].copy_from_slice(rest);
-    chunks.iter().any(escapes) || escapes(&last)
+    chunks.iter().any(|chunk| stops(chunk) != 0) || stops(&last) != 0
 }
 
 /// `bytes` escaped as serde_json escapes a string's contents, and escaped once more when
