@@ -4,8 +4,8 @@
 //! serde_json decides byte by byte whether a string needs an escape, which cost more
 //! instructions than the rest of writing the patch and the record together. The strings
 //! graceful writes (paths, field names, container names) almost never need one, so here
-//! a check over 16 bytes at a time, which the compiler turns into vector compares, lets
-//! them be copied whole; only a string that holds an escape goes byte by byte.
+//! a check over 16 bytes at a time (the vector mask the reader uses too) lets them be
+//! copied whole; only a string that holds an escape goes byte by byte.
 
 use serde::Serialize;
 use serde_json::Value;
